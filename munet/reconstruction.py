@@ -1,0 +1,154 @@
+"""What a reconstruction returns: plain numpy dataclasses, no torch, no bpy.
+
+Conventions (DESIGN.md §5), stated once here and referred to everywhere else:
+
+* **World frame = Blender's**: metres, right-handed, Z up, the person faces -Y, feet on z=0 in the
+  rest pose. The person's left is +X in the rest pose.
+* **Joint frames**: every joint's local frame is axis-aligned with the world in the rest pose (the
+  SMPL convention). ``pose_axis_angle[j]`` is the rotation of joint ``j`` relative to its parent,
+  expressed in those world-aligned axes; joint 0 (the root) carries the global orientation.
+  Skinning: ``G_j = G_parent(j) @ [R_j | t_j]`` and a vertex moves by ``sum_k w_k G_k (v - J_k)``.
+  A Blender pose bone whose rest orientation (armature space) is ``B`` gets the local rotation
+  ``B^T R_j B``.
+* **Camera frame = OpenCV's**: x right, y down, z forward (into the scene). A world point ``X``
+  maps to ``x_cam = R_world_to_cam @ X + t_world_to_cam_m`` and to pixels
+  ``u = fx * x/z + cx, v = fy * y/z + cy``, with (0, 0) the top-left corner of the top-left pixel.
+* **Skin weights** are sparse: ``K`` influences per vertex, padded with weight 0 and joint 0;
+  each row sums to 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Skeleton:
+    """A joint hierarchy in its rest pose.
+
+    name: ``"smpl24"`` or ``"full"``.
+    joint_names: (J,) names, parents before children.
+    parents: (J,) int32, -1 for the root.
+    rest_joints_m: (J, 3) float32, metres, world frame, rest pose of this person's shape.
+    """
+
+    name: str
+    joint_names: tuple[str, ...]
+    parents: np.ndarray
+    rest_joints_m: np.ndarray
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class SkinWeights:
+    """Sparse linear-blend-skinning weights.
+
+    joint_indices: (V, K) int32 into the skeleton's joints.
+    weights: (V, K) float32, rows sum to 1, zero-padded.
+    """
+
+    joint_indices: np.ndarray
+    weights: np.ndarray
+
+    def dense(self, num_joints: int) -> np.ndarray:
+        """(V, J) float32 dense weights."""
+        num_vertices = self.joint_indices.shape[0]
+        dense = np.zeros((num_vertices, num_joints), np.float32)
+        rows = np.repeat(np.arange(num_vertices), self.joint_indices.shape[1])
+        np.add.at(dense, (rows, self.joint_indices.ravel()), self.weights.ravel())
+        return dense
+
+
+@dataclasses.dataclass(frozen=True)
+class SkinnedSurface:
+    """A triangle mesh bound to the skeleton.
+
+    rest_vertices_m: (V, 3) float32, world frame, the rest pose (what the add-on binds).
+    posed_vertices_m: (V, 3) float32, world frame, the reconstructed pose (rest + pose via LBS).
+    faces: (F, 3) int32, counter-clockwise seen from outside.
+    skin: weights over the skeleton's joints.
+    uv_per_corner: (F, 3, 2) float32 texture coordinates per face corner, in [0, 1], v up
+        (Blender/glTF-after-flip convention: (0, 0) is the bottom-left of the texture), or None.
+    """
+
+    rest_vertices_m: np.ndarray
+    posed_vertices_m: np.ndarray
+    faces: np.ndarray
+    skin: SkinWeights
+    uv_per_corner: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    """A pinhole camera that maps the world frame onto the photo (OpenCV camera frame).
+
+    focal_px: (fx, fy) in pixels of the full photo.
+    principal_point_px: (cx, cy).
+    image_size: (width, height) of the photo in pixels, after EXIF orientation.
+    R_world_to_cam: (3, 3) float64 rotation.
+    t_world_to_cam_m: (3,) float64 translation, metres.
+    """
+
+    focal_px: tuple[float, float]
+    principal_point_px: tuple[float, float]
+    image_size: tuple[int, int]
+    R_world_to_cam: np.ndarray
+    t_world_to_cam_m: np.ndarray
+
+    def K_pixels(self) -> np.ndarray:
+        """(3, 3) float64 intrinsics matrix."""
+        (fx, fy), (cx, cy) = self.focal_px, self.principal_point_px
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+    def project(self, points_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project (N, 3) world points: returns (N, 2) pixels and (N,) camera depth in metres."""
+        cam = points_m @ self.R_world_to_cam.T + self.t_world_to_cam_m
+        depth = cam[:, 2]
+        uv = cam[:, :2] / np.maximum(depth[:, None], 1e-6)
+        uv = uv * np.asarray(self.focal_px) + np.asarray(self.principal_point_px)
+        return uv, depth
+
+
+@dataclasses.dataclass(frozen=True)
+class Texture:
+    """An image for the clothed surface's material (encoded PNG or JPEG bytes)."""
+
+    image_bytes: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconstruction:
+    """Everything needed to build the animatable character.
+
+    body: the unclothed body mesh.
+    clothed: the clothed surface (the body's topology or a subdivision of it), same skeleton, or None
+        when the clothed stage was switched off.
+    skeleton: the rig both meshes are bound to.
+    pose_axis_angle: (J, 3) float32, per-joint axis-angle (radians), see the module docstring.
+    root_translation_m: (3,) float32, added after posing (world frame).
+    shape: (S,) float32 body-model shape parameters (Anny: phenotypes in [0, 1]).
+    body_model: ``"anny"`` or ``"smpl"``.
+    camera: the camera under which the posed meshes project onto the photo.
+    texture: the projected photo for the clothed (or body) surface, or None.
+    report: JSON-serialisable facts: timings, alignment, what was not seen, which cues won.
+    """
+
+    body: SkinnedSurface
+    clothed: SkinnedSurface | None
+    skeleton: Skeleton
+    pose_axis_angle: np.ndarray
+    root_translation_m: np.ndarray
+    shape: np.ndarray
+    body_model: str
+    camera: Camera
+    texture: Texture | None
+    report: dict[str, Any]
