@@ -52,3 +52,9 @@ class CheckpointError(MunetError):
     """A checkpoint is missing, corrupt or does not match the body model."""
 
     code = "bad_checkpoint"
+
+
+class CancelledError(MunetError):
+    """The caller cancelled the reconstruction (checked between stages)."""
+
+    code = "cancelled"

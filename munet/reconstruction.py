@@ -152,3 +152,53 @@ class Reconstruction:
     camera: Camera
     texture: Texture | None
     report: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructOptions:
+    """What a caller may choose for one reconstruction (validated by ``validate``).
+
+    body_model: ``"anny"`` (default, free) or ``"smpl"`` (needs the user's licensed files in
+        ``smpl_dir`` or ``$MUNET_SMPL_DIR``).
+    skeleton: ``"smpl24"`` (SMPL's 24 joints) or ``"full"`` (Anny's own bones, fingers included).
+    clothed: also build the clothed surface.
+    method: ``"network"`` (the shipped MuNet checkpoint + short refinement) or ``"fitting"`` (the
+        optimisation-only baseline).
+    refine_iterations: test-time refinement iterations (0 switches refinement off).
+    texture: project the photo onto the surface.
+    device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+
+    body_model: str = "anny"
+    smpl_dir: str | None = None
+    skeleton: str = "smpl24"
+    clothed: bool = True
+    method: str = "network"
+    refine_iterations: int = 40
+    texture: bool = True
+    device: str = "auto"
+    checkpoint: str | None = None
+
+    CHOICES = {
+        "body_model": ("anny", "smpl"),
+        "skeleton": ("smpl24", "full"),
+        "method": ("network", "fitting"),
+        "device": ("auto", "cpu", "cuda"),
+    }
+    MAX_REFINE_ITERATIONS = 1000
+
+    def validate(self) -> "ReconstructOptions":
+        """Raise ``BadOptionsError`` naming the bad field and its allowed values."""
+        from munet.errors import BadOptionsError
+
+        for field, allowed in self.CHOICES.items():
+            value = getattr(self, field)
+            if value not in allowed:
+                raise BadOptionsError(f"option {field}={value!r} is not one of {', '.join(allowed)}")
+        for field in ("clothed", "texture"):
+            if not isinstance(getattr(self, field), bool):
+                raise BadOptionsError(f"option {field} must be true or false")
+        iterations = self.refine_iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or not 0 <= iterations <= self.MAX_REFINE_ITERATIONS:
+            raise BadOptionsError(f"option refine_iterations must be an integer in [0, {self.MAX_REFINE_ITERATIONS}]")
+        return self
