@@ -70,10 +70,19 @@ class BodyModel(torch.nn.Module):
         """Pose given rest geometry (lets callers cache the rest shape while it is frozen)."""
         if pose_axis_angle.shape[-2:] != (self.num_joints, 3):
             raise ValueError(f"pose must be (B, {self.num_joints}, 3) axis-angle, got {tuple(pose_axis_angle.shape)}")
-        batch = pose_axis_angle.shape[0]
+        return self.pose_rotations(rest_vertices_m, rest_joints_m, lbs.axis_angle_to_matrix(pose_axis_angle), translation_m)
+
+    def pose_rotations(
+        self,
+        rest_vertices_m: torch.Tensor,
+        rest_joints_m: torch.Tensor,
+        rotations: torch.Tensor,
+        translation_m: torch.Tensor | None = None,
+    ) -> BodyOutput:
+        """Like ``pose`` with (B, J, 3, 3) local rotation matrices instead of axis-angle."""
+        batch = rotations.shape[0]
         rest_vertices_m = rest_vertices_m.expand(batch, -1, -1)
         rest_joints_m = rest_joints_m.expand(batch, -1, -1)
-        rotations = lbs.axis_angle_to_matrix(pose_axis_angle)
         global_rotations, joints = lbs.forward_kinematics(rotations, rest_joints_m, self.parents)
         vertices = lbs.skin_vertices(rest_vertices_m, rest_joints_m, global_rotations, joints, self.dense_weights)
         if translation_m is not None:

@@ -17,7 +17,6 @@ import pickle
 import numpy as np
 import torch
 
-from munet.body import lbs
 from munet.body.base import BodyModel, BodyOutput
 from munet.body.skeleton import SMPL24_JOINTS, SMPL24_PARENTS
 from munet.errors import SmplFilesMissingError
@@ -147,13 +146,12 @@ class SmplBody(BodyModel):
         offset = torch.stack([torch.zeros_like(floor), torch.zeros_like(floor), -floor], -1)[:, None]
         return vertices + offset, joints + offset
 
-    def pose(self, rest_vertices_m, rest_joints_m, pose_axis_angle, translation_m=None) -> BodyOutput:
+    def pose_rotations(self, rest_vertices_m, rest_joints_m, rotations, translation_m=None) -> BodyOutput:
         """Shared LBS plus SMPL's pose-corrective blendshapes (computed in SMPL's frame)."""
-        batch = pose_axis_angle.shape[0]
-        rotations_b = lbs.axis_angle_to_matrix(pose_axis_angle[:, 1:])  # (B, 23, 3, 3) Blender frame
-        rotations_s = self.convert.T @ rotations_b @ self.convert  # same rotations in SMPL's frame
+        batch = rotations.shape[0]
+        rotations_s = self.convert.T @ rotations[:, 1:] @ self.convert  # same rotations in SMPL's frame
         eye = torch.eye(3, dtype=rotations_s.dtype, device=rotations_s.device)
         pose_feature = (rotations_s - eye).reshape(batch, -1)  # (B, 207)
         offsets_s = (pose_feature @ self.smplx_model.posedirs).reshape(batch, -1, 3)
         rest_vertices_m = rest_vertices_m.expand(batch, -1, -1) + offsets_s @ self.convert.T
-        return super().pose(rest_vertices_m, rest_joints_m, pose_axis_angle, translation_m)
+        return super().pose_rotations(rest_vertices_m, rest_joints_m, rotations, translation_m)
