@@ -1,0 +1,339 @@
+"""The work side of the server: engines, jobs and the worker threads that run them. No sockets here.
+
+An ``Engine`` turns photo bytes into a ``munet.reconstruction.Reconstruction``-like object. The real
+one (``PipelineEngine``) wraps ``munet.pipeline`` and is imported lazily, so this module stays cheap to
+import and testable without the model. ``engine_factory`` picks it, or, only when the environment says
+``MUNET_TEST_ENGINE=fake``, the synthetic engine of ``backend.fake_engine`` used by tests and
+benchmarks.
+
+Each worker thread builds its own engine once (a model holds ~1 GB and state that is not thread-safe)
+and takes jobs from a bounded queue. Replies leave through a ``send(job, message)`` callback that the
+server provides; a job ends with exactly one terminal reply, whoever sends it first (worker, timeout,
+cancel or shutdown) wins ``Job.finish()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib
+import inspect
+import logging
+import os
+import platform
+import sys
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+from backend import protocol
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, float], None]
+
+#: Environment variable that swaps in the synthetic engine (tests and benchmarks only).
+TEST_ENGINE_ENV = "MUNET_TEST_ENGINE"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineInfo:
+    """What an engine can do, for the ``info`` reply."""
+
+    engine: str
+    device: str
+    body_models: tuple[str, ...]
+    skeletons: tuple[str, ...]
+    checkpoint: dict[str, Any] | None
+    versions: dict[str, str]
+
+
+class Engine(Protocol):
+    """A loaded reconstruction model. ``load`` runs once, in the worker thread that owns the engine."""
+
+    def load(self) -> None: ...
+
+    def info(self) -> EngineInfo: ...
+
+    def reconstruct(self, image: bytes, options: protocol.Options, progress: ProgressFn, cancel: threading.Event) -> Any:
+        """Return a Reconstruction-like object; raise ``munet.errors.MunetError`` for user errors and
+        ``munet.errors.CancelledError`` once ``cancel`` is set (checked between stages)."""
+        ...
+
+
+def runtime_versions() -> dict[str, str]:
+    """Versions of the runtime pieces a bug report needs (torch only when already imported)."""
+    import msgpack
+    import numpy
+    import zmq
+
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__, "pyzmq": zmq.__version__,
+                "libzmq": zmq.zmq_version(), "msgpack": ".".join(map(str, msgpack.version))}
+    if "torch" in sys.modules:
+        versions["torch"] = sys.modules["torch"].__version__
+    return versions
+
+
+class PipelineEngine:
+    """The real engine: ``munet.pipeline``, loaded once per worker.
+
+    Uses ``munet.pipeline.Pipeline`` when the module has it (built once, its ``reconstruct`` called per
+    request) and the module-level ``reconstruct`` otherwise. The device, checkpoint and SMPL directory
+    are the server's settings and are merged into each request's ``ReconstructOptions``.
+    """
+
+    def __init__(self, device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None):
+        self.device = device
+        self.checkpoint = checkpoint
+        self.smpl_dir = smpl_dir
+        self._pipeline: Any = None
+        self._reconstruct: Callable[..., Any] | None = None
+
+    def _options(self, options: protocol.Options) -> Any:
+        from munet.reconstruction import ReconstructOptions
+
+        return ReconstructOptions(**options.to_wire(), device=self.device, checkpoint=self.checkpoint,
+                                  smpl_dir=self.smpl_dir).validate()
+
+    def load(self) -> None:
+        module = importlib.import_module("munet.pipeline")
+        pipeline_cls = getattr(module, "Pipeline", None)
+        if pipeline_cls is None:
+            self._reconstruct = module.reconstruct
+            return
+        # The Pipeline's constructor is being written concurrently: pass what it accepts of our settings.
+        base = self._options(protocol.Options())
+        accepted = inspect.signature(pipeline_cls).parameters
+        kwargs = {"options": base} if "options" in accepted else {}
+        kwargs.update({name: getattr(base, name) for name in ("device", "checkpoint", "smpl_dir") if name in accepted})
+        self._pipeline = pipeline_cls(**kwargs)
+        self._reconstruct = self._pipeline.reconstruct
+
+    def info(self) -> EngineInfo:
+        from munet.reconstruction import ReconstructOptions
+
+        details: dict[str, Any] = {}
+        if self._pipeline is not None and hasattr(self._pipeline, "info"):
+            details = dict(self._pipeline.info())
+        checkpoint = details.get("checkpoint")
+        return EngineInfo(
+            engine="munet.pipeline",
+            device=str(details.get("device", self.device)),
+            body_models=tuple(details.get("body_models", ReconstructOptions.CHOICES["body_model"])),
+            skeletons=tuple(details.get("skeletons", ReconstructOptions.CHOICES["skeleton"])),
+            checkpoint=checkpoint if isinstance(checkpoint, dict) and "id" in checkpoint else None,
+            versions={**runtime_versions(), **{str(k): str(v) for k, v in dict(details.get("versions", {})).items()}},
+        )
+
+    def reconstruct(self, image: bytes, options: protocol.Options, progress: ProgressFn, cancel: threading.Event) -> Any:
+        if self._reconstruct is None:
+            raise RuntimeError("PipelineEngine.reconstruct called before load()")
+        return self._reconstruct(image, self._options(options), progress=progress, cancel=cancel)
+
+
+def engine_factory(device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None) -> Callable[[], Engine]:
+    """A callable that builds one engine per worker: the real pipeline, or the synthetic test engine
+    when ``MUNET_TEST_ENGINE=fake`` (refused for any other value)."""
+    kind = os.environ.get(TEST_ENGINE_ENV, "")
+    if kind == "fake":
+        from backend.fake_engine import FakeEngine
+
+        log.warning("%s=fake: serving SYNTHETIC results from the test engine, not the model", TEST_ENGINE_ENV)
+        return lambda: FakeEngine(device=device)
+    if kind:
+        raise ValueError(f"{TEST_ENGINE_ENV}={kind!r}: the only test engine is 'fake' (unset it for the real pipeline)")
+    return lambda: PipelineEngine(device=device, checkpoint=checkpoint, smpl_dir=smpl_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """One accepted ``reconstruct`` request.
+
+    envelope: the ZeroMQ routing frames that address the client (one per hop).
+    deadline: ``time.monotonic()`` after which the request ends with ``timeout``.
+    stage, fraction: the latest progress (repeated as keepalive).
+    """
+
+    envelope: tuple[bytes, ...]
+    request: protocol.Reconstruct
+    deadline: float
+    timeout_s: float
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stage: str = "queued"
+    fraction: float = 0.0
+    started: float | None = None
+    last_sent: float = dataclasses.field(default_factory=time.monotonic)
+    _done: bool = False
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def id(self) -> str:
+        return self.request.id
+
+    @property
+    def key(self) -> tuple[tuple[bytes, ...], str]:
+        return self.envelope, self.request.id
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def finish(self) -> bool:
+        """Claim the right to send the terminal reply: True exactly once."""
+        with self._lock:
+            if self._done:
+                return False
+            self._done = True
+            return True
+
+
+class WorkerPool:
+    """``workers`` threads, each with its own engine, over one bounded FIFO queue of jobs.
+
+    ``submit`` refuses when ``workers + queue_size`` jobs are already queued or running (a cancelled
+    job still counts while its worker finishes its current stage). ``send(job, message)`` is
+    called from worker threads for progress and terminal replies.
+    """
+
+    def __init__(self, make_engine: Callable[[], Engine], workers: int, queue_size: int,
+                 send: Callable[[Job, protocol.Message], None]):
+        if workers < 1 or queue_size < 0:
+            raise ValueError("workers must be >= 1 and queue_size >= 0")
+        self.workers = workers
+        self.queue_size = queue_size
+        self._make_engine = make_engine
+        self._send = send
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._running: set[Job] = set()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._loaded = 0
+        self.engine_info: EngineInfo | None = None
+        self.load_error: BaseException | None = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._worker, name=f"munet-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded == self.workers
+
+    def stop(self) -> list[Job]:
+        """Stop taking jobs; return every queued and running job (the caller replies to them) after
+        setting their cancel events. Worker threads exit after their current stage."""
+        with self._cond:
+            self._stopping = True
+            jobs = list(self._queue) + list(self._running)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in jobs:
+            job.cancel.set()
+        return jobs
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the workers; True when all have exited."""
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    # -- queue
+
+    def submit(self, job: Job) -> int | None:
+        """Queue ``job``: its 0-based queue position, or None when the queue is full."""
+        with self._cond:
+            if self._stopping or len(self._queue) + len(self._running) >= self.workers + self.queue_size:
+                return None
+            self._queue.append(job)
+            self._cond.notify()
+            return len(self._queue) - 1
+
+    def remove(self, job: Job) -> bool:
+        """Take a job out of the queue (cancel, timeout, client gone); False if it is not queued."""
+        with self._cond:
+            try:
+                self._queue.remove(job)
+                return True
+            except ValueError:
+                return False
+
+    def snapshot(self) -> tuple[list[Job], list[Job]]:
+        """(queued in order, running) jobs, copied under the lock."""
+        with self._cond:
+            return list(self._queue), list(self._running)
+
+    def find(self, key: tuple[tuple[bytes, ...], str]) -> Job | None:
+        queued, running = self.snapshot()
+        return next((job for job in queued + running if job.key == key), None)
+
+    def _next(self) -> Job | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            job = self._queue.popleft()
+            self._running.add(job)
+            return job
+
+    # -- worker thread
+
+    def _worker(self) -> None:
+        try:
+            engine = self._make_engine()
+            engine.load()
+            with self._cond:
+                if self.engine_info is None:
+                    self.engine_info = engine.info()
+                self._loaded += 1
+            log.info("%s: engine loaded", threading.current_thread().name)
+        except BaseException as e:  # noqa: BLE001 - reported to the server loop, which stops with it
+            log.exception("loading the engine failed")
+            self.load_error = e
+            return
+        while (job := self._next()) is not None:
+            try:
+                if not job.done:
+                    self._run(engine, job)
+            finally:
+                with self._cond:
+                    self._running.discard(job)
+
+    def _run(self, engine: Engine, job: Job) -> None:
+        from munet.errors import CancelledError, MunetError
+
+        job.started = time.monotonic()
+
+        def progress(stage: str, fraction: float) -> None:
+            if job.cancel.is_set():
+                raise CancelledError("the request was cancelled")
+            job.stage, job.fraction = str(stage)[:64], min(1.0, max(0.0, float(fraction)))
+            if job.request.progress and not job.done:
+                job.last_sent = time.monotonic()
+                self._send(job, protocol.Progress(job.id, job.stage, job.fraction))
+
+        try:
+            progress("started", 0.0)
+            reconstruction = engine.reconstruct(bytes(job.request.image), job.request.options, progress, job.cancel)
+            message: protocol.Message = protocol.Result(job.id, protocol.ResultReconstruction.from_reconstruction(reconstruction))
+        except MunetError as e:
+            message = protocol.Error(job.id, e.code, str(e))
+        except Exception as e:  # noqa: BLE001 - a pipeline bug must cost one request, not the server
+            log.exception("request %s failed", job.id)
+            message = protocol.Error(job.id, "internal", f"{type(e).__name__}: {e} (see the server log)")
+        elapsed = time.monotonic() - job.started
+        if job.finish():
+            self._send(job, message)
+            log.info("request %s: %s in %.2f s", job.id, message.TYPE if not isinstance(message, protocol.Error) else message.code, elapsed)
+        else:
+            log.info("request %s finished after its reply was sent (%.2f s): result dropped", job.id, elapsed)
