@@ -109,10 +109,11 @@ class BodyModel(torch.nn.Module):
 
     # ---- numpy views for export and the wire -------------------------------------------------
 
-    def skin_weights(self, max_influences: int = 8) -> SkinWeights:
-        """Sparse weights, ``max_influences`` per vertex (all of them for our models), rows sum to 1."""
+    def skin_weights(self, max_influences: int | None = None) -> SkinWeights:
+        """Sparse weights, rows sum to 1. K = ``max_influences``, or by default as many as the most
+        influenced vertex has (every influence kept)."""
         dense = self.dense_weights.detach().cpu().numpy()
-        k = min(max_influences, dense.shape[1])
+        k = int((dense > 0).sum(1).max()) if max_influences is None else min(max_influences, dense.shape[1])
         order = np.argsort(-dense, axis=1)[:, :k]
         weights = np.take_along_axis(dense, order, axis=1)
         dropped = 1.0 - weights.sum(1)

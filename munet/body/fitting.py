@@ -111,7 +111,7 @@ def _fit_shape_to_distances(body: BodyModel, target: torch.Tensor, to_shape, sha
     optimizer.step(closure)
 
 
-def fit_to_vertices(body: BodyModel, target_vertices_m: torch.Tensor, iterations: int = 12,
+def fit_to_vertices(body: BodyModel, target_vertices_m: torch.Tensor, iterations: int = 30,
                     shape_iterations: int = 30, shape_init: torch.Tensor | None = None) -> VertexFit:
     """Recover shape, pose and translation from target vertices (B, V, 3) in the model's topology."""
     if target_vertices_m.shape[1:] != (body.num_vertices, 3):

@@ -1,0 +1,27 @@
+"""Shared fixtures. Heavy objects (the Anny body model) are built once per test session."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_IMAGES = REPO.parent / "shared" / "images"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> pathlib.Path:
+    if not SHARED_IMAGES.is_dir():
+        pytest.skip(f"real test photos not found at {SHARED_IMAGES}")
+    return SHARED_IMAGES
+
+
+@pytest.fixture(scope="session")
+def anny_body():
+    from munet.body import load_body_model
+
+    return load_body_model("anny", skeleton="smpl24")
