@@ -1,0 +1,116 @@
+"""Mesh utilities: normals, neighbourhoods, smoothing operators, outline vertices.
+
+Meshes are (V, 3) vertices with (F, 3) int faces, counter-clockwise seen from outside (so face normals
+point outwards). Numpy for one-off work, torch where a fit needs gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse
+import torch
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (V, 3) float32 of a mesh (vertices (V, 3), faces (F, 3))."""
+    vertices = np.asarray(vertices, np.float64)
+    tri = vertices[faces]
+    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return normals.astype(np.float32)
+
+
+def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Batched, differentiable area-weighted unit vertex normals: (B, V, 3), faces (F, 3) -> (B, V, 3)."""
+    tri = vertices[:, faces]  # (B, F, 3, 3)
+    face_normals = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
+    normals = torch.zeros_like(vertices)
+    for k in range(3):
+        normals = normals.index_add(1, faces[:, k], face_normals)
+    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def adjacency(faces: np.ndarray, num_vertices: int) -> scipy.sparse.csr_matrix:
+    """(V, V) symmetric 0/1 vertex adjacency (edges of the faces), CSR float64."""
+    faces = np.asarray(faces, np.int64)
+    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    matrix = scipy.sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(num_vertices, num_vertices)).tocsr()
+    matrix.data[:] = 1.0  # duplicates (shared edges) summed above
+    return matrix
+
+
+def mean_neighbour_operator(faces: np.ndarray, num_vertices: int) -> scipy.sparse.csr_matrix:
+    """(V, V) row-stochastic matrix M: ``M @ x`` is the mean of each vertex's neighbours (uniform
+    Laplacian ``L = I - M``). Isolated vertices keep their own value."""
+    adj = adjacency(faces, num_vertices)
+    degree = np.asarray(adj.sum(1)).ravel()
+    isolated = degree == 0
+    adj = adj + scipy.sparse.diags(isolated.astype(np.float64))
+    degree = np.where(isolated, 1.0, degree)
+    return (scipy.sparse.diags(1.0 / degree) @ adj).tocsr()
+
+
+def to_torch_sparse(matrix: scipy.sparse.spmatrix, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A scipy sparse matrix as a torch sparse CSR tensor."""
+    csr = matrix.tocsr()
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(csr.indptr.astype(np.int64)),
+        torch.from_numpy(csr.indices.astype(np.int64)),
+        torch.from_numpy(csr.data).to(dtype),
+        size=csr.shape,
+    )
+
+
+def smooth_field(values: np.ndarray, operator: scipy.sparse.spmatrix, iterations: int, keep: np.ndarray | None = None,
+                 ) -> np.ndarray:
+    """Diffuse a per-vertex field over the mesh by repeated neighbour averaging.
+
+    values: (V,) or (V, C). operator: ``mean_neighbour_operator``. keep: optional (V,) bool, vertices whose
+    values stay fixed (Dirichlet constraints: diffusion fills the rest from them).
+    """
+    out = np.array(values, np.float64)
+    fixed = None if keep is None else out[keep].copy()
+    for _ in range(iterations):
+        out = operator @ out
+        if keep is not None:
+            out[keep] = fixed
+    return out
+
+
+def outline_vertices(vertices_px: np.ndarray, silhouette: np.ndarray, candidates: np.ndarray | None = None,
+                     max_distance_px: float = 2.5) -> np.ndarray:
+    """Vertices that lie on the outline of a rendered silhouette.
+
+    vertices_px: (V, 2) projected vertices (pixels); silhouette: (H, W) bool, the mesh's own silhouette.
+    candidates: optional (C,) vertex indices to choose from (e.g. front-and-side vertices); all by default.
+    Returns sorted unique vertex indices: for every outline pixel of the silhouette, the nearest candidate
+    vertex, kept when it lies within ``max_distance_px`` of that pixel.
+    """
+    from scipy.spatial import cKDTree
+
+    import cv2
+
+    sil = silhouette.astype(np.uint8)
+    eroded = cv2.erode(sil, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    rows, cols = np.nonzero(sil & (1 - eroded))
+    if rows.size == 0:
+        return np.zeros(0, np.int64)
+    pixels = np.stack([cols + 0.5, rows + 0.5], 1)
+    index = np.arange(len(vertices_px)) if candidates is None else np.asarray(candidates)
+    tree = cKDTree(vertices_px[index])
+    distance, nearest = tree.query(pixels, k=1)
+    return np.unique(index[nearest[distance <= max_distance_px]])
+
+
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """(N, 2) float pixel centres (x, y) of the boundary pixels of a binary mask (H, W)."""
+    import cv2
+
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    eroded = cv2.erode(binary, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    rows, cols = np.nonzero(binary & (1 - eroded))
+    return np.stack([cols + 0.5, rows + 0.5], 1).astype(np.float64)
