@@ -10,10 +10,10 @@ OUT := out
 .PHONY: setup sysdeps demo test bench clean
 .DEFAULT_GOAL := demo
 
-$(STAMP): requirements.txt requirements-mediapipe.txt pyproject.toml
+$(STAMP): requirements.txt requirements-mediapipe.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-mediapipe.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
