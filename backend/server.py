@@ -72,7 +72,8 @@ class ServerConfig:
 class Server:
     """Serve ``make_engine()`` engines over ZeroMQ until ``stop`` is set (see the module docstring)."""
 
-    def __init__(self, config: ServerConfig, make_engine: Callable[[], Engine]):
+    def __init__(self, config: ServerConfig, make_engine: Callable[[], Engine],
+                 announce: Callable[[str], None] = lambda line: None):
         if (config.bind is None) == (config.connect is None):
             raise ValueError("give exactly one of bind and connect")
         self.config = config
@@ -86,6 +87,8 @@ class Server:
         self._push_socket: zmq.Socket | None = None
         self._push_lock = threading.Lock()
         self._auth: transport.Authenticator | None = None
+        self._announce = announce
+        self._announced_ready = False
 
     # -- setup and teardown
 
@@ -180,8 +183,9 @@ class Server:
             "the server is shutting down: retry once it is back"
         jobs = self._pool.stop()
         for job in jobs:
-            if job.finish():
+            if job.finish():  # claim the reply before the cancel makes the worker answer "cancelled"
                 self._reply(job.envelope, protocol.Error(job.id, code, message))
+            job.cancel.set()
         log.info("shutting down: %d request(s) ended with %s", len(jobs), code)
         if not self._pool.join(self.config.shutdown_grace_s):
             log.warning("a worker is still inside a stage after %.1f s; leaving it behind", self.config.shutdown_grace_s)
@@ -228,8 +232,8 @@ class Server:
         queued, running = self._pool.snapshot()
         for job in queued + running:
             if job.envelope == envelope and job.finish():
-                job.cancel.set()
                 self._pool.remove(job)
+                job.cancel.set()
                 self.stats["jobs_abandoned"] += 1
                 log.info("client of request %s is gone: dropped", job.id)
 
@@ -291,15 +295,18 @@ class Server:
     def _cancel(self, envelope: tuple[bytes, ...], request: protocol.Cancel) -> None:
         job = self._pool.find((envelope, request.target))
         if job is not None:
-            job.cancel.set()
             self._pool.remove(job)
             if job.finish():
                 self._reply(envelope, protocol.Error(job.id, "cancelled", "cancelled by the client"))
+            job.cancel.set()
         self._reply(envelope, protocol.CancelAck(request.id, target=request.target, found=job is not None))
 
     # -- timers
 
     def _tick(self, now: float) -> None:
+        if not self._announced_ready and self._pool.ready:
+            self._announced_ready = True
+            self._announce(f"munet serve: ready ({self.config.workers} worker(s) loaded)")
         queued, running = self._pool.snapshot()
         for position, job in enumerate(queued):
             self._check(job, now, "queued", 0.0, position)
@@ -310,10 +317,10 @@ class Server:
         if job.done:
             return
         if now >= job.deadline:
-            job.cancel.set()
             self._pool.remove(job)
             if job.finish():
                 self._reply(job.envelope, protocol.Error(job.id, "timeout", f"the request ran past its {job.timeout_s:g} s timeout"))
+            job.cancel.set()
         elif job.request.progress and now - job.last_sent >= protocol.KEEPALIVE_S:
             job.last_sent = now
             self._reply(job.envelope, protocol.Progress(job.id, stage, fraction, position))
@@ -336,7 +343,7 @@ def _announce(line: str) -> None:
 def run(config: ServerConfig, make_engine: Callable[[], Engine], *, announce: Callable[[str], None] = _announce) -> None:
     """Start a server, announce its endpoint, serve until SIGINT or SIGTERM, shut down cleanly."""
     stop = threading.Event()
-    server = Server(config, make_engine)
+    server = Server(config, make_engine, announce)
     previous = {}
 
     def on_signal(signum: int, frame: Any) -> None:

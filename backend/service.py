@@ -229,15 +229,13 @@ class WorkerPool:
         return self._loaded == self.workers
 
     def stop(self) -> list[Job]:
-        """Stop taking jobs; return every queued and running job (the caller replies to them) after
-        setting their cancel events. Worker threads exit after their current stage."""
+        """Stop taking jobs; return every queued and running job. The caller claims each one's reply
+        (``Job.finish``) and then sets its cancel event; workers exit after their current stage."""
         with self._cond:
             self._stopping = True
             jobs = list(self._queue) + list(self._running)
             self._queue.clear()
             self._cond.notify_all()
-        for job in jobs:
-            job.cancel.set()
         return jobs
 
     def join(self, timeout: float) -> bool:
