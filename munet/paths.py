@@ -28,6 +28,12 @@ def configure_third_party_caches() -> None:
     root = cache_dir()
     os.environ.setdefault("ANNY_CACHE_DIR", str(root / "anny"))
     os.environ.setdefault("WARP_CACHE_PATH", str(root / "warp"))
+    try:
+        import warp
+
+        warp.config.quiet = True  # warp announces itself on stdout, which would corrupt CLI output
+    except ImportError:  # optional at run time: Anny falls back to torch skinning
+        pass
 
 
 def content_hash(*parts: bytes | str) -> str:
