@@ -1,0 +1,164 @@
+"""Operators: gather settings into a plain request, call the logic, report ``AddonError``."""
+
+from __future__ import annotations
+
+import pathlib
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import client, jobs, local_backend, protocol, scene
+from .errors import AddonError
+from .props import prefs
+
+
+def endpoint_of(context) -> str:
+    settings = context.scene.munet
+    p = prefs(context)
+    return (settings.endpoint or (p.default_endpoint if p else "") or client.DEFAULT_ENDPOINT).strip()
+
+
+def photo_bytes(settings) -> tuple[bytes, str, str]:
+    """(encoded photo, file path or "", Blender image name or "") from the panel's settings."""
+    image = settings.image
+    if image is not None:
+        if image.packed_file is not None:
+            return bytes(image.packed_file.data), "", image.name
+        path = pathlib.Path(bpy.path.abspath(image.filepath)) if image.filepath else None
+        if path is None or not path.is_file():
+            raise AddonError(f"the image {image.name!r} has no file on disk and is not packed: save it first",
+                             code="no_photo")
+        return path.read_bytes(), str(path), image.name
+    if not settings.photo_path:
+        raise AddonError("choose a photo (a file, or an image loaded in Blender)", code="no_photo")
+    path = pathlib.Path(bpy.path.abspath(settings.photo_path))
+    if not path.is_file():
+        raise AddonError(f"the photo {path} does not exist", code="no_photo")
+    return path.read_bytes(), str(path), ""
+
+
+def gather(context) -> jobs.Request:
+    settings = context.scene.munet
+    p = prefs(context)
+    photo, path, image_name = photo_bytes(settings)
+    options = protocol.Options(
+        body_model=settings.body_model, skeleton=settings.skeleton, clothed=settings.clothed,
+        refine_iterations=settings.refine_iterations if settings.refine else 0, texture=settings.texture,
+    )
+    return jobs.Request(
+        endpoint=endpoint_of(context), photo=photo, name=jobs.request_name(path, image_name),
+        photo_path=path, image_name=image_name, options=options,
+        build=scene.BuildOptions(clothed=settings.clothed, texture=settings.texture, camera=settings.camera),
+        timeout_s=p.timeout_s if p else 300.0, answer_timeout_s=p.answer_timeout_s if p else 10.0,
+    )
+
+
+class MUNET_OT_reconstruct(bpy.types.Operator):
+    """Send the photo to the MuNet backend and build a rigged, clothed character from it"""
+
+    bl_idname = "munet.reconstruct"
+    bl_label = "Reconstruct from image"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        return jobs.Jobs.current is None
+
+    def execute(self, context):
+        try:
+            jobs.start(gather(context), context)
+        except AddonError as e:
+            context.window_manager.munet.message = str(e)
+            self.report({"ERROR"}, f"MuNet: {e}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class MUNET_OT_cancel(bpy.types.Operator):
+    """Cancel the running reconstruction"""
+
+    bl_idname = "munet.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        jobs.cancel(context)
+        return {"FINISHED"}
+
+
+class MUNET_OT_test_connection(bpy.types.Operator):
+    """Ask the backend what it runs"""
+
+    bl_idname = "munet.test_connection"
+    bl_label = "Test connection"
+
+    def execute(self, context):
+        st = context.window_manager.munet
+        try:
+            p = prefs(context)
+            info = client.request_info(endpoint_of(context), min(p.answer_timeout_s if p else 3.0, 5.0))
+        except AddonError as e:
+            st.info = f"Not connected: {e}"
+            self.report({"ERROR"}, f"MuNet: {e}")
+            return {"CANCELLED"}
+        st.info = client.describe_info(info)
+        self.report({"INFO"}, f"MuNet backend: {st.info}")
+        return {"FINISHED"}
+
+
+class MUNET_OT_start_local_backend(bpy.types.Operator):
+    """Start `munet serve` from the Python environment set in the preferences"""
+
+    bl_idname = "munet.start_local_backend"
+    bl_label = "Start local backend"
+
+    def execute(self, context):
+        p = prefs(context)
+        try:
+            local_backend.LOCAL.start(p.python_env if p else "", p.default_endpoint if p else client.DEFAULT_ENDPOINT)
+        except AddonError as e:
+            self.report({"ERROR"}, f"MuNet: {e}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"MuNet: local backend {local_backend.LOCAL.status()}; it is ready once "
+                              "Test connection answers")
+        return {"FINISHED"}
+
+
+class MUNET_OT_stop_local_backend(bpy.types.Operator):
+    """Stop the local backend started from Blender"""
+
+    bl_idname = "munet.stop_local_backend"
+    bl_label = "Stop local backend"
+
+    def execute(self, context):
+        local_backend.LOCAL.stop()
+        self.report({"INFO"}, f"MuNet: local backend {local_backend.LOCAL.status()}")
+        return {"FINISHED"}
+
+
+class MUNET_OT_report(bpy.types.Operator):
+    """Show a message in the report area (used by the poll function, which has no operator of its own)"""
+
+    bl_idname = "munet.report"
+    bl_label = "MuNet report"
+    bl_options = {"INTERNAL"}
+
+    level: EnumProperty(items=[(k, k, "") for k in ("INFO", "WARNING", "ERROR")])
+    message: StringProperty()
+
+    def execute(self, context):
+        self.report({self.level}, self.message)
+        return {"FINISHED"}
+
+
+CLASSES = (MUNET_OT_reconstruct, MUNET_OT_cancel, MUNET_OT_test_connection, MUNET_OT_start_local_backend,
+           MUNET_OT_stop_local_backend, MUNET_OT_report)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
