@@ -31,7 +31,7 @@ def configure_third_party_caches() -> None:
     try:
         import warp
 
-        warp.config.quiet = True  # warp announces itself on stdout, which would corrupt CLI output
+        warp.config.log_level = warp.LOG_WARNING  # warp announces itself on stdout: keep CLI output clean
     except ImportError:  # optional at run time: Anny falls back to torch skinning
         pass
 
