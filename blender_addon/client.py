@@ -46,9 +46,10 @@ def _socket(endpoint: str) -> zmq.Socket:
     return sock
 
 
-def _decode(frames: list[bytes], endpoint: str) -> protocol.Message:
-    """Frames received on a DEALER: ``[b"", header, *buffers]``."""
-    if not frames or frames[0] != b"":
+def _decode(frames: list, endpoint: str) -> protocol.Message:
+    """Frames received on a DEALER: ``[b"", header, *buffers]`` (bytes, or zmq.Frame without a copy)."""
+    frames = [f.buffer if isinstance(f, zmq.Frame) else f for f in frames]
+    if not frames or len(frames[0]) != 0:
         raise AddonError(f"the server at {endpoint} sent a message without the empty delimiter frame",
                          code="bad_request")
     try:
@@ -141,12 +142,15 @@ class ReconstructJob:
         if not self._sock.closed:
             self._sock.close(linger=linger_ms)
 
-    def poll(self) -> JobState:
-        """Handle every message that has arrived (never blocks); returns the state."""
+    def poll(self, wait_s: float = 0.0) -> JobState:
+        """Handle every message that has arrived, waiting at most ``wait_s`` for the first (0: never
+        blocks, what the timer does); returns the state."""
         if self.finished:
             return self.status
         try:
-            while self._sock.poll(0):
+            wait_ms = int(wait_s * 1000)
+            while self._sock.poll(wait_ms):
+                wait_ms = 0
                 reply = _decode(self._sock.recv_multipart(copy=False), self.endpoint)
                 self._last_heard = time.monotonic()
                 if reply.id != self.id:

@@ -81,12 +81,15 @@ def cancel(context=None) -> None:
     _finish(running, context)
 
 
-def poll() -> float | None:
-    """Advance the running request; returns the next interval, or None when nothing runs."""
+def poll(wait_s: float = 0.0) -> float | None:
+    """Advance the running request; returns the next interval, or None when nothing runs.
+
+    wait_s: wait at most this long for a message (the timer passes 0; a test driving the loop may
+    wait for the socket instead of sleeping)."""
     running = Jobs.current
     if running is None:
         return None
-    status = running.job.poll()
+    status = running.job.poll(wait_s)
     st = state()
     st.progress, st.stage = status.fraction, status.stage
     if not running.job.finished:
