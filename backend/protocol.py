@@ -736,8 +736,8 @@ class Pong(Message):
     @classmethod
     def _from_wire(cls, header: dict, frames: _FrameReader) -> "Pong":
         stats = header["stats"]
-        if not isinstance(stats, dict) or len(stats) > 64:
-            raise _fail("stats", "a map of at most 64 counters", stats)
+        if not isinstance(stats, dict) or len(stats) > 256:
+            raise _fail("stats", "a map of at most 256 counters", stats)
         for key, count in stats.items():
             _str(key, "stats key", max_len=64)
             _int(count, f"stats.{key}", 0, 1 << 62)
@@ -788,8 +788,9 @@ class Info(Message):
             return tuple(_str(v, f"{where}[{i}]", max_len=64) for i, v in enumerate(value))
 
         checkpoint = header["checkpoint"]
-        if checkpoint is not None:
-            _keys(checkpoint, "checkpoint", ("id",), ("metrics", "path", "command", "commit", "body_model"))
+        if checkpoint is not None:  # {"id": str, ...any JSON-like facts: metrics, command, commit}
+            _keys(checkpoint, "checkpoint", ("id",), tuple(k for k in checkpoint if isinstance(k, str)) if isinstance(checkpoint, dict) else ())
+            _str(checkpoint["id"], "checkpoint.id")
             _plain(checkpoint, "checkpoint", limits)
         versions = _plain(header["versions"], "versions", limits)
         if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):

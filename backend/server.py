@@ -112,7 +112,7 @@ class Server:
         router.router_mandatory = True  # a send to a vanished client raises EHOSTUNREACH
         router.router_handover = True
         router.maxmsgsize = 2 * cfg.limits.max_image_bytes + (1 << 20)  # bigger frames drop the peer
-        router.sndhwm = router.rcvhwm = 10_000
+        router.sndhwm, router.rcvhwm = 10_000, 1000  # replies may burst; requests are drained fast
         router.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         if keys is not None and cfg.bind:

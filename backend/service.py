@@ -96,7 +96,15 @@ class PipelineEngine:
                                   smpl_dir=self.smpl_dir).validate()
 
     def load(self) -> None:
-        module = importlib.import_module("munet.pipeline")
+        from munet.errors import MunetError
+
+        try:
+            module = importlib.import_module("munet.pipeline")
+        except ModuleNotFoundError as e:
+            if e.name != "munet.pipeline":
+                raise
+            raise MunetError("the reconstruction pipeline (munet.pipeline) is not in this installation: "
+                             "update the checkout, then run `munet serve` again") from e
         pipeline_cls = getattr(module, "Pipeline", None)
         if pipeline_cls is None:
             self._reconstruct = module.reconstruct
@@ -296,7 +304,12 @@ class WorkerPool:
                 self._loaded += 1
             log.info("%s: engine loaded", threading.current_thread().name)
         except BaseException as e:  # noqa: BLE001 - reported to the server loop, which stops with it
-            log.exception("loading the engine failed")
+            from munet.errors import MunetError
+
+            if isinstance(e, MunetError):
+                log.error("loading the engine failed: %s", e)
+            else:
+                log.exception("loading the engine failed")
             self.load_error = e
             return
         while (job := self._next()) is not None:

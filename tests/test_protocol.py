@@ -105,7 +105,7 @@ def test_request_roundtrip(message):
 @pytest.mark.parametrize("message", [
     p.Pong("a", worker="w", ready=True, running=1, queued=2, capacity=9, stats={"received": 4}),
     p.Info("b", server_version="0.1", worker="w", engine="e", device="cpu", ready=True, workers=2, queue_capacity=10,
-           body_models=("anny",), skeletons=("smpl24", "full"), checkpoint={"id": "c1", "metrics": {"iou": 0.9}},
+           body_models=("anny",), skeletons=("smpl24", "full"), checkpoint={"id": "c1", "metrics": {"iou": 0.9}, "topology_hash": "ab12"},
            versions={"numpy": "1.26"}, limits={"max_image_bytes": 5}),
     p.Progress("c", stage="fit", fraction=0.5), p.Progress("c", stage="queued", fraction=0.0, position=3),
     p.Error("d", code="busy", message="full"), p.Error(None, code="bad_request", message="?"),

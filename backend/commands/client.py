@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "info":
             info = client.info()
-            print(json.dumps({name: getattr(info, name) for name in protocol.Info.FIELDS}, indent=2, default=list))
+            print(json.dumps({name: getattr(info, name) for name in protocol.Info.FIELDS}, indent=2))
             return 0
 
         try:
