@@ -132,10 +132,14 @@ class Server:
         return self.endpoint
 
     def close(self) -> None:
-        for sock in (self._router, self._outbox, self._push_socket):
+        with self._push_lock:  # a worker left inside a stage may still try to push
+            if self._push_socket is not None:
+                self._push_socket.close(linger=0)
+                self._push_socket = None
+        for sock in (self._router, self._outbox):
             if sock is not None:
                 sock.close()
-        self._router = self._outbox = self._push_socket = None
+        self._router = self._outbox = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

@@ -68,3 +68,24 @@ def test_cancel_through_the_broker(cluster):
     with Client(broker.frontend, timeout_s=10) as client, pytest.raises(BackendError) as err:
         client.reconstruct(PHOTO, progress=on_progress, cancel=cancel)
     assert err.value.code == "cancelled"
+
+
+def test_curve_through_the_broker(tmp_path):
+    """Broker and worker both secured with the keys of `munet keys`; the worker uses the client pair."""
+    from backend.testing import ChildProcess, child_env
+
+    keys = tmp_path / "keys"
+    maker = ChildProcess(["keys", str(keys)], child_env()).start()
+    assert maker.wait(20) == 0
+    maker.cleanup()
+    broker = BrokerProcess("--curve-keys", str(keys)).start()
+    worker = ServerProcess("--connect", broker.backend, "--curve-keys", str(keys)).start()
+    try:
+        with Client(broker.frontend, curve_keys=str(keys), timeout_s=20) as client:
+            assert client.reconstruct(PHOTO).report["worker"].endswith(f":{worker.pid}")
+        with Client(broker.frontend, retries=0) as plain, pytest.raises(BackendError) as err:
+            plain.ping(timeout_s=0.5)
+        assert err.value.code == "unreachable"
+    finally:
+        worker.cleanup()
+        broker.cleanup()
