@@ -1,0 +1,126 @@
+"""Initialisers: where the fit starts. Pluggable: today MediaPipe's world keypoints, later the network.
+
+An initialiser takes the ``FitTargets`` and the ``BodyFitter`` and returns a ``BodyGuess`` with one or
+more candidates (B >= 1); the fit refines all of them and keeps the best. The network initialiser (a
+later issue) returns its own prediction as a single candidate.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from munet.fitting.body_fit import BodyFitter
+from munet.fitting.landmarks import LEGS, LM, flip_leg_depth, torso_frame
+from munet.fitting.pose import PoseParameters, hinge_init_from_degrees
+from munet.fitting.state import BodyGuess, FitTargets
+
+
+class Initialiser(Protocol):
+    """Anything that proposes starting bodies for the fit."""
+
+    name: str
+
+    def __call__(self, targets: FitTargets, fitter: BodyFitter) -> BodyGuess: ...
+
+
+LEG_FLIPS = ("leg", "shank")
+"""Depth alternatives tried per seen leg, one leg at a time, besides MediaPipe's own guess."""
+
+
+def depth_hypotheses(targets: FitTargets, flips: tuple[str, ...] = LEG_FLIPS) -> tuple[list[str], np.ndarray]:
+    """MediaPipe's world keypoints and their leg-depth mirror images: names (B,) and (B, 33, 3).
+
+    Each seen leg (knee and ankle seen) gets each alternative in turn, the other leg kept as MediaPipe has
+    it; unseen legs keep MediaPipe's guess (the prior holds them anyway).
+    """
+    names, variants = ["mediapipe"], [targets.world_m.copy()]
+    for side in ("left", "right"):
+        knee, ankle = LM[LEGS[side][0]], LM[LEGS[side][1]]
+        if not (targets.world_weights[knee] > 0 and targets.world_weights[ankle] > 0):
+            continue
+        for flip in flips:
+            names.append(f"flip_{side}_{flip}")
+            variants.append(flip_leg_depth(targets.world_m, side, flip))
+    return names, np.stack(variants)
+
+
+class WorldKeypointInitialiser:
+    """Pose from MediaPipe's world keypoints (3D bone directions), placement from the 2D keypoints.
+
+    For every depth hypothesis: the root rotation from the torso frame, the pose by a short fit of the
+    body's 3D bone directions, then the translation by linear least squares on the 2D keypoints (level
+    camera), and the camera height that puts the lowest foot on the floor.
+    """
+
+    name = "world_keypoints"
+
+    def __init__(self, iterations: int = 30, flips: tuple[str, ...] = LEG_FLIPS):
+        self.iterations = iterations
+        self.flips = flips
+
+    def __call__(self, targets: FitTargets, fitter: BodyFitter) -> BodyGuess:
+        names, worlds = depth_hypotheses(targets, self.flips)
+        batch = len(names)
+        dtype = fitter.body.dense_weights.dtype
+        roots = torch.from_numpy(np.stack([torso_frame(w) for w in worlds])).to(dtype)
+        shape = fitter.body.default_shape.expand(batch, -1).clone()
+        pose = PoseParameters(roots, torch.zeros(batch, 24, 3, dtype=dtype), hinge_init_from_degrees(batch, dtype=dtype))
+        world_targets = torch.from_numpy(worlds).to(dtype)
+        fitter.fit_directions(targets, shape, pose, world_targets, self.iterations)
+        with torch.no_grad():
+            out = fitter.evaluate(shape, pose, torch.zeros(batch, 3, dtype=dtype))
+        translation, height = _place(out["landmarks"].numpy(), out["all"][..., 2].numpy(), targets)
+        local = pose.local.detach().clone()
+        return BodyGuess(
+            shape=shape,
+            root_rotation=(pose.root_init @ _exp(pose.root_delta.detach())),
+            local_pose=local,
+            hinge=pose.hinge.detach().clone(),
+            translation_m=torch.from_numpy(translation).to(dtype),
+            pitch_rad=torch.zeros(batch, dtype=dtype),
+            height_m=torch.from_numpy(height).to(dtype),
+            names=names,
+        )
+
+
+def _exp(axis_angle: torch.Tensor) -> torch.Tensor:
+    from munet.body.lbs import axis_angle_to_matrix
+
+    return axis_angle_to_matrix(axis_angle)
+
+
+def _place(landmarks: np.ndarray, heights: np.ndarray, targets: FitTargets) -> tuple[np.ndarray, np.ndarray]:
+    """Translation (B, 3) and camera height (B,) for bodies posed at the origin, camera level.
+
+    With pitch 0, camera frame = (X + Tx, -(Z + U), Y + Ty) where U = Tz - camera height; the 2D keypoints
+    give a linear system in (Tx, Ty, U). Then Tz puts the lowest subset vertex on the floor.
+    """
+    f = targets.focal_px
+    cx, cy = targets.principal_px
+    kp = targets.keypoints_px.astype(np.float64)
+    w = np.sqrt(np.maximum(targets.keypoint_weights.astype(np.float64), 0.0))
+    translations, cam_heights = [], []
+    for b in range(landmarks.shape[0]):
+        X, Y, Z = landmarks[b].astype(np.float64).T
+        du, dv = kp[:, 0] - cx, kp[:, 1] - cy
+        zeros = np.zeros_like(du)
+        rows_u = np.stack([np.full_like(du, f), -du, zeros], 1)
+        rows_v = np.stack([zeros, -dv, np.full_like(dv, -f)], 1)
+        A = np.concatenate([rows_u * w[:, None], rows_v * w[:, None]])
+        rhs = np.concatenate([(du * Y - f * X) * w, (dv * Y + f * Z) * w])
+        (tx, ty, u), *_ = np.linalg.lstsq(A, rhs, rcond=None)
+        tz = -float(heights[b].min())
+        translations.append([tx, ty, tz])
+        cam_heights.append(tz - u)
+    return np.asarray(translations), np.asarray(cam_heights)
+
+
+def default_initialiser() -> Initialiser:
+    """The initialiser used until a network checkpoint ships."""
+    return WorldKeypointInitialiser()
+
+
+__all__ = ["Initialiser", "WorldKeypointInitialiser", "default_initialiser", "depth_hypotheses"]

@@ -1,0 +1,62 @@
+"""What the fitting stages hand each other: the targets from the photo and the body state being fitted."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+
+@dataclasses.dataclass
+class FitTargets:
+    """Everything the fit matches, from one detection (pixels of the full photo, corner convention).
+
+    keypoints_px: (33, 2) float32 MediaPipe landmarks. keypoint_weights: (33,) float32 trust (visibility x
+    per-landmark weight, 0 for unseen/out-of-frame). world_m: (33, 3) float32 MediaPipe world keypoints,
+    camera-aligned Blender frame (X right, Y away, Z up), hip-centred. mask: (H, W) bool person mask.
+    mask_outline_px: (N, 2) float64 boundary pixel centres of the mask. scale_px: the person's standing
+    height in pixels, roughly (normalises 2D errors). focal_px, principal_px: intrinsics. image_size:
+    (width, height). contact: per foot (``"left"``, ``"right"``), whether it is taken to touch the floor.
+    facing_away: the torso's front points away from the camera. seen: (33,) bool. world_weights: (33,)
+    float32 trust in each world keypoint (0 where the landmark was not seen: MediaPipe invents those).
+    """
+
+    keypoints_px: np.ndarray
+    keypoint_weights: np.ndarray
+    world_m: np.ndarray
+    mask: np.ndarray
+    mask_outline_px: np.ndarray
+    scale_px: float
+    focal_px: float
+    principal_px: tuple[float, float]
+    image_size: tuple[int, int]
+    contact: dict[str, bool]
+    facing_away: bool
+    seen: np.ndarray
+    world_weights: np.ndarray
+    cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # torch views, see body_fit
+
+
+@dataclasses.dataclass
+class BodyGuess:
+    """A batch of B candidate bodies + cameras (what an initialiser returns, what the fit refines).
+
+    shape: (B, S) body-model shape. root_rotation: (B, 3, 3). local_pose: (B, 24, 3) axis-angle (root and
+    hinge rows ignored). hinge: (B, 4) radians, ``munet.fitting.pose.HINGES`` order. translation_m: (B, 3)
+    world. pitch_rad, height_m: (B,) camera tilt (positive looks down) and height above the floor.
+    names: (B,) what each candidate is (e.g. ``"mediapipe"``, ``"flip_left_leg"``).
+    """
+
+    shape: torch.Tensor
+    root_rotation: torch.Tensor
+    local_pose: torch.Tensor
+    hinge: torch.Tensor
+    translation_m: torch.Tensor
+    pitch_rad: torch.Tensor
+    height_m: torch.Tensor
+    names: list[str]
+
+    @property
+    def batch(self) -> int:
+        return self.shape.shape[0]

@@ -1,0 +1,464 @@
+"""One photo in, a rigged body and a clothed surface out: ``reconstruct(image, options) -> Reconstruction``.
+
+Stages (each timed in the report, ``progress(stage, fraction)`` called as each starts, ``cancel`` checked
+between them):
+
+1. ``detect``: decode the photo (``munet.detect.load_image``) and run MediaPipe Pose.
+2. ``initialise``: the pluggable initialiser (``munet.fitting.initialise``): today MediaPipe's world
+   keypoints with leg-depth alternatives; the network later.
+3. ``fit``: all candidates fitted to the 2D keypoints, the floor, the world-keypoint directions and the
+   pose priors (``munet.fitting.body_fit``); the best is kept.
+4. ``refine``: the kept body against keypoints + silhouette, shape free (``refine_iterations``).
+5. ``clothing``: normal offsets within per-region caps (``munet.fitting.clothing``).
+6. ``rig``: the pose and skin on the requested skeleton (smpl24 or Anny's full one).
+7. ``texture``: the photo projected onto the visible front (``munet.texture``).
+8. ``metrics``: silhouette IoU (clothed and body) and keypoint error, the depth report.
+
+The heavy objects (body model ~2 s, keypoint regressor ~1 s, MediaPipe) are loaded once by ``Pipeline``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from munet import __version__
+from munet.errors import BadOptionsError, CancelledError, CheckpointError
+from munet.reconstruction import Camera, Reconstruction, ReconstructOptions, SkinnedSurface
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, float], None]
+
+STAGES = ("detect", "initialise", "fit", "refine", "clothing", "rig", "texture", "metrics")
+# rough share of the total time each stage takes, for progress fractions
+_STAGE_START = {"detect": 0.0, "initialise": 0.08, "fit": 0.2, "refine": 0.45, "clothing": 0.75, "rig": 0.82,
+                "texture": 0.85, "metrics": 0.92}
+
+FIT_ITERATIONS = 40
+"""Iterations of the batched candidate fit (stage ``fit``); ``refine_iterations`` drives ``refine``."""
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None):
+    """Run with ``count`` torch threads (the fit is hundreds of tiny ops: extra threads only spin)."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _Stages:
+    """Times stages, reports progress, honours cancellation."""
+
+    def __init__(self, progress: ProgressFn | None, cancel: threading.Event | None):
+        self.progress = progress
+        self.cancel = cancel
+        self.timings_ms: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self._current: str | None = None
+        self._t0 = 0.0
+
+    def begin(self, stage: str) -> None:
+        self.end()
+        if self.cancel is not None and self.cancel.is_set():
+            raise CancelledError(f"reconstruction cancelled before stage {stage!r}")
+        if self.progress is not None:
+            self.progress(stage, _STAGE_START.get(stage, 0.0))
+        self._current, self._t0 = stage, time.perf_counter()
+
+    def end(self) -> None:
+        if self._current is not None:
+            elapsed = 1000.0 * (time.perf_counter() - self._t0)
+            self.timings_ms[self._current] = round(self.timings_ms.get(self._current, 0.0) + elapsed, 1)
+            self._current = None
+
+    def finish(self) -> dict[str, float]:
+        self.end()
+        self.timings_ms["total"] = round(1000.0 * (time.perf_counter() - self.started), 1)
+        if self.progress is not None:
+            self.progress("done", 1.0)
+        return dict(self.timings_ms)
+
+
+class Pipeline:
+    """Holds the body model(s), the keypoint regressor and the detector; reconstructs photos.
+
+    body_model: the model loaded up front (others load on first use). initialiser: where fits start
+    (default: ``munet.fitting.initialise.default_initialiser()``). fit_threads: torch threads during the
+    fit (None leaves torch's setting alone). One reconstruction runs at a time per instance.
+    """
+
+    def __init__(self, body_model: str = "anny", smpl_dir: str | None = None, initialiser=None,
+                 fit_threads: int | None = 1, detector=None):
+        from munet.detect import PoseDetector
+        from munet.fitting.initialise import default_initialiser
+
+        self._models: dict[tuple[str, str], Any] = {}
+        self._fitters: dict[str, Any] = {}
+        self._operators: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.fit_threads = fit_threads
+        self.initialiser = initialiser or default_initialiser()
+        started = time.perf_counter()
+        self._fitter(body_model, smpl_dir)
+        self.detector = detector or PoseDetector()
+        log.info("pipeline ready in %.1f s", time.perf_counter() - started)
+
+    # ---- models ---------------------------------------------------------------------------------
+
+    def _body(self, name: str, skeleton: str, smpl_dir: str | None = None):
+        key = (name, skeleton)
+        if key not in self._models:
+            from munet.body import load_body_model
+
+            self._models[key] = load_body_model(name, skeleton=skeleton, smpl_dir=smpl_dir)
+        return self._models[key]
+
+    def _fitter(self, name: str, smpl_dir: str | None = None):
+        if name not in self._fitters:
+            from munet.fitting.body_fit import BodyFitter
+
+            body = self._body(name, "smpl24", smpl_dir)
+            if name != "anny":
+                raise BadOptionsError(
+                    f"body_model={name!r}: the photo fitting needs MediaPipe landmarks on the body's surface, "
+                    "defined for Anny only so far; use body_model='anny'"
+                )
+            self._fitters[name] = BodyFitter(body)
+        return self._fitters[name]
+
+    def _operator(self, name: str, faces: np.ndarray, num_vertices: int):
+        if name not in self._operators:
+            from munet.geometry.mesh import mean_neighbour_operator
+
+            self._operators[name] = mean_neighbour_operator(faces, num_vertices)
+        return self._operators[name]
+
+    def info(self) -> dict:
+        """JSON-able facts about this backend: versions, device, body models, skeletons, checkpoint."""
+        import mediapipe
+
+        return {
+            "munet_version": __version__,
+            "torch_version": torch.__version__,
+            "mediapipe_version": getattr(mediapipe, "__version__", "unknown"),
+            "device": "cpu",
+            "cuda_available": bool(torch.cuda.is_available()),
+            "body_models": ["anny", "smpl"],
+            "body_models_loaded": sorted({name for name, _ in self._models}),
+            "skeletons": ["smpl24", "full"],
+            "methods": ["fitting"],
+            "initialiser": getattr(self.initialiser, "name", type(self.initialiser).__name__),
+            "checkpoint": None,
+        }
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ---- the reconstruction -----------------------------------------------------------------------
+
+    def reconstruct(self, image, options: ReconstructOptions | None = None, progress: ProgressFn | None = None,
+                    cancel: threading.Event | None = None) -> Reconstruction:
+        """Reconstruct one photo.
+
+        image: encoded bytes, a path, an (H, W[, C]) array or a ``munet.detect.LoadedImage``.
+        Raises ``BadImageError``/``ImageTooLargeError`` (the photo), ``NoPersonFoundError``,
+        ``SmplFilesMissingError``, ``BadOptionsError``, ``CheckpointError``, ``CancelledError``.
+        """
+        options = (options or ReconstructOptions()).validate()
+        notes = _check_options(options)
+        with self._lock, _torch_threads(self.fit_threads):
+            return self._reconstruct(image, options, notes, _Stages(progress, cancel))
+
+    def _reconstruct(self, image, options: ReconstructOptions, notes: list[str], stages: _Stages) -> Reconstruction:
+        from munet.detect import LoadedImage, load_image
+        from munet.fitting import camera as cam
+        from munet.fitting.body_fit import full_body
+        from munet.fitting.targets import targets_from_detection
+
+        stages.begin("detect")
+        loaded = image if isinstance(image, LoadedImage) else load_image(image)
+        detection = self.detector.detect(loaded)
+        body = self._body(options.body_model, "smpl24", options.smpl_dir)
+        fitter = self._fitter(options.body_model, options.smpl_dir)
+        focal, focal_source = cam.focal_px(loaded.width, loaded.height, loaded.focal_px_from_exif)
+        targets = targets_from_detection(detection, focal)
+
+        stages.begin("initialise")
+        guess = self.initialiser(targets, fitter)
+        targets.scale_px = _person_height_px(fitter, guess, targets)
+        targets.cache.clear()
+
+        stages.begin("fit")
+        result = fitter.fit(targets, guess, FIT_ITERATIONS, fit_shape=False)
+        totals = result.total()
+        best = int(torch.argmin(totals))
+        hypotheses = [{"name": n, "total": float(totals[b]), "terms": {k: float(v[b]) for k, v in result.terms.items()}}
+                      for b, n in enumerate(result.names)]
+        chosen = result.names[best]
+        result = _select(result, best)
+
+        stages.begin("refine")
+        if options.refine_iterations > 0:
+            result = fitter.fit(targets, result, options.refine_iterations, silhouette=True, fit_shape=True)
+        posed, rotations = full_body(body, result)
+        pitch, height = float(result.pitch_rad[0]), float(result.height_m[0])
+        R, t = cam.camera_extrinsics(pitch, height)
+        camera = Camera(focal_px=(focal, focal), principal_point_px=targets.principal_px, image_size=targets.image_size,
+                        R_world_to_cam=R, t_world_to_cam_m=t)
+        rest_v = posed.rest_vertices_m[0].numpy().astype(np.float32)
+        posed_v = posed.vertices_m[0].numpy().astype(np.float32)
+        faces = body.faces.numpy().astype(np.int32)
+
+        clothing = None
+        if options.clothed:
+            stages.begin("clothing")
+            clothing = self._clothing(body, posed, rest_v, posed_v, faces, camera, targets)
+
+        stages.begin("rig")
+        rig = self._rig(options, body, result, posed, rotations)
+
+        texture = uv = None
+        surface_for_texture = clothing.posed_vertices_m if clothing is not None else posed_v
+        if options.texture:
+            stages.begin("texture")
+            from munet.texture import project_texture
+
+            projected = project_texture(loaded.rgb, surface_for_texture, faces, camera, detection.person_box_px,
+                                        targets.mask)
+            texture, uv = projected.texture, projected.uv_per_corner
+
+        stages.begin("metrics")
+        alignment = _alignment(fitter, posed_v, posed.joints_m[0, 0].numpy(), clothing, faces, camera, targets,
+                               detection, result)
+        from munet.fitting.depth import depth_report
+
+        depth = depth_report(detection, targets, posed.joints_m[0].numpy(), posed.global_rotations[0, 0].numpy(), camera,
+                             hypotheses, chosen)
+        timings = stages.finish()
+
+        skin = rig["skin"]
+        body_surface = SkinnedSurface(rest_vertices_m=rig["rest_vertices"], posed_vertices_m=rig["posed_vertices"],
+                                      faces=faces, skin=skin, uv_per_corner=uv)
+        clothed_surface = None
+        if clothing is not None:
+            clothed_posed = clothing.posed_vertices_m if options.skeleton == "smpl24" else rig["pose_surface"](
+                clothing.rest_vertices_m)
+            clothed_surface = SkinnedSurface(rest_vertices_m=clothing.rest_vertices_m, posed_vertices_m=clothed_posed,
+                                             faces=faces, skin=skin, uv_per_corner=uv)
+        shape = result.shape[0].numpy().astype(np.float32)
+        report = {
+            "method": "fitting",
+            "notes": notes,
+            "image": {"width": loaded.width, "height": loaded.height, "format": loaded.format,
+                      "exif_orientation": loaded.orientation},
+            "detector": detection.report(),
+            "facing": "away from the camera" if targets.facing_away else "towards the camera",
+            "feet_on_floor": targets.contact,
+            "body_model": options.body_model,
+            "shape": {k: round(float(v), 4) for k, v in zip(getattr(body, "phenotype_labels", ()), shape)},
+            "standing_height_m": round(float(rest_v[:, 2].max()), 3),
+            "skeleton": {"name": rig["skeleton"].name, "joint_names": list(rig["skeleton"].joint_names)},
+            "body_mesh": {"vertices": int(rest_v.shape[0]), "faces": int(faces.shape[0])},
+            "clothed_mesh": None if clothing is None else {
+                "vertices": int(rest_v.shape[0]), "faces": int(faces.shape[0]),
+                "max_offset_m": round(float(clothing.offsets_m.max()), 4),
+                "mean_offset_m": round(float(clothing.offsets_m.mean()), 4)},
+            "camera": {"focal_px": round(focal, 2), "focal_source": focal_source,
+                       "pitch_deg": round(float(np.degrees(pitch)), 2), "height_m": round(height, 3)},
+            "timings_ms": timings,
+            "alignment": alignment,
+            "depth": depth,
+            "unseen_parts": list(detection.unseen_parts),
+            "texture": None if texture is None else {"width": texture.width, "height": texture.height,
+                                                     "mime_type": texture.mime_type},
+        }
+        if detection.unseen_parts:
+            report["notes"].append(
+                "not seen in the photo: " + ", ".join(detection.unseen_parts)
+                + " (held by the pose prior: a relaxed standing pose on the floor)")
+        return Reconstruction(
+            body=body_surface,
+            clothed=clothed_surface,
+            skeleton=rig["skeleton"],
+            pose_axis_angle=rig["pose_axis_angle"],
+            root_translation_m=result.translation_m[0].numpy().astype(np.float32),
+            shape=shape,
+            body_model=options.body_model,
+            camera=camera,
+            texture=texture,
+            report=report,
+        )
+
+    def _clothing(self, body, posed, rest_v, posed_v, faces, camera, targets):
+        from munet.fitting.clothing import fit_clothing, region_caps
+        from munet.geometry.mesh import vertex_normals
+
+        dense = body.dense_weights.numpy()
+        caps = region_caps(dense, tuple(body.joint_names), vertex_normals(rest_v, faces))
+        skin_rotations = np.einsum("vj,jab->vab", dense, posed.global_rotations[0].numpy())
+        operator = self._operator(body.name, faces, rest_v.shape[0])
+        return fit_clothing(posed_v, rest_v, faces, camera, targets.mask, caps, skin_rotations, operator=operator)
+
+    def _rig(self, options, body, result, posed, rotations) -> dict:
+        """Skeleton, pose, skin and vertices on the requested skeleton."""
+        from munet.body.lbs import matrix_to_axis_angle
+
+        if options.skeleton == "smpl24":
+            return {
+                "skeleton": body.skeleton(posed.rest_joints_m[0]),
+                "pose_axis_angle": matrix_to_axis_angle(rotations[0]).numpy().astype(np.float32),
+                "skin": body.skin_weights(),
+                "rest_vertices": posed.rest_vertices_m[0].numpy().astype(np.float32),
+                "posed_vertices": posed.vertices_m[0].numpy().astype(np.float32),
+            }
+        from munet.fitting.rig import full_local_rotations
+
+        full = self._body(options.body_model, "full", options.smpl_dir)
+        with torch.no_grad():
+            rest_v, rest_j = full.rest(result.shape[:1])
+            local = full_local_rotations(full, posed.global_rotations)
+            out = full.pose_rotations(rest_v, rest_j, local, result.translation_m[:1])
+        dense = full.dense_weights
+        translation = result.translation_m[:1]
+
+        def pose_surface(rest_vertices: np.ndarray) -> np.ndarray:
+            """Pose another rest surface of this topology with the full skeleton (LBS)."""
+            from munet.body.lbs import skin_vertices
+
+            with torch.no_grad():
+                posed_surface = skin_vertices(torch.from_numpy(rest_vertices)[None].to(dense.dtype), rest_j,
+                                              out.global_rotations, out.joints_m - translation[:, None], dense)
+            return (posed_surface + translation[:, None])[0].numpy().astype(np.float32)
+
+        return {
+            "skeleton": full.skeleton(rest_j[0]),
+            "pose_axis_angle": matrix_to_axis_angle(local[0]).numpy().astype(np.float32),
+            "skin": full.skin_weights(),
+            "rest_vertices": rest_v[0].numpy().astype(np.float32),
+            "posed_vertices": out.vertices_m[0].numpy().astype(np.float32),
+            "pose_surface": pose_surface,
+        }
+
+
+def _check_options(options: ReconstructOptions) -> list[str]:
+    """Refuse what cannot run here; return notes on what runs differently from what was asked."""
+    notes = []
+    if options.checkpoint is not None:
+        raise CheckpointError(
+            f"checkpoint {options.checkpoint!r}: no network checkpoint can be used yet (the MuNet network is "
+            "not shipped); leave the checkpoint unset to use the fitting pipeline")
+    if options.method == "network":
+        notes.append("method 'network' asked, but no network checkpoint ships yet: used the fitting pipeline")
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise BadOptionsError("option device='cuda' but no CUDA device is available here: use device='cpu' or 'auto'")
+    if options.device in ("cuda", "auto") and torch.cuda.is_available():
+        notes.append("the fitting pipeline runs on the CPU (hundreds of tiny steps; a GPU would not speed it up)")
+    return notes
+
+
+def _select(result, index: int):
+    from munet.fitting.body_fit import FitResult
+
+    return FitResult(
+        shape=result.shape[index : index + 1], pose=result.pose.select(index),
+        translation_m=result.translation_m[index : index + 1], pitch_rad=result.pitch_rad[index : index + 1],
+        height_m=result.height_m[index : index + 1], terms={k: v[index : index + 1] for k, v in result.terms.items()},
+        names=[result.names[index]])
+
+
+def _person_height_px(fitter, guess, targets) -> float:
+    """The person's standing height in pixels at their distance, from the first candidate."""
+    from munet.fitting.pose import PoseParameters
+
+    with torch.no_grad():
+        pose = PoseParameters(guess.root_rotation[:1], guess.local_pose[:1], guess.hinge[:1])
+        out = fitter.evaluate(guess.shape[:1], pose, guess.translation_m[:1])
+        from munet.fitting import camera as cam
+
+        _, depth = cam.project(out["joints"][:, :1], guess.pitch_rad[:1], guess.height_m[:1], targets.focal_px,
+                               targets.principal_px)
+        rest_v, _ = fitter.body.rest(guess.shape[:1])
+    standing = float(rest_v[0, :, 2].max())
+    return standing * targets.focal_px / max(float(depth[0, 0]), 0.1)
+
+
+def _alignment(fitter, posed_v, pelvis_m, clothing, faces, camera, targets, detection, result) -> dict:
+    """2D alignment of the final surfaces: silhouette IoU against the detector's mask and keypoint error."""
+    from munet.fitting.landmarks import FACE, LM
+    from munet.geometry.metrics import keypoint_error, silhouette_iou
+    from munet.geometry.raster import rasterize_silhouette
+
+    width, height = targets.image_size
+    uv_body, depth = camera.project(posed_v.astype(np.float64))
+    body_sil = rasterize_silhouette(uv_body, faces, height, width)
+    out = {"body_iou": round(silhouette_iou(body_sil, targets.mask), 4)}
+    if clothing is not None:
+        uv_clothed, _ = camera.project(clothing.posed_vertices_m.astype(np.float64))
+        out["clothed_iou"] = round(silhouette_iou(rasterize_silhouette(uv_clothed, faces, height, width), targets.mask), 4)
+    regressor = _regressor(fitter)
+    with torch.no_grad():
+        landmarks = regressor(torch.from_numpy(posed_v)[None].to(regressor.weights.dtype))[0].numpy()
+    model_px, landmark_depth = camera.project(landmarks.astype(np.float64))
+    scored = detection.seen.copy()
+    if targets.facing_away:  # MediaPipe's face points land on the back of the head: not scored
+        scored[[i for i in FACE if i not in (LM["left_ear"], LM["right_ear"])]] = False
+    rest_height = float(fitter.body.rest(result.shape[:1])[0][0, :, 2].max())
+    pelvis_depth = float(camera.project(pelvis_m[None].astype(np.float64))[1][0])
+    person_px = rest_height * float(np.mean(camera.focal_px)) / max(pelvis_depth, 0.1)
+    error_px = keypoint_error(model_px, detection.keypoints_px, scored.astype(np.float64))
+    error_all = keypoint_error(model_px, detection.keypoints_px, detection.seen.astype(np.float64))
+    out.update({
+        "keypoint_error_px": round(error_px, 2),
+        "keypoint_error_fraction": round(error_px / person_px, 5),
+        "keypoint_error_all_seen_px": round(error_all, 2),
+        "keypoints_scored": int(scored.sum()),
+        "person_height_px": round(person_px, 1),
+        "model_keypoints_px": np.round(model_px, 1).tolist(),
+    })
+    return out
+
+
+def _regressor(fitter):
+    if not hasattr(fitter, "_metrics_regressor"):
+        from munet.body.keypoints import MediaPipeRegressor
+
+        fitter._metrics_regressor = MediaPipeRegressor()
+    return fitter._metrics_regressor
+
+
+_DEFAULT: Pipeline | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_pipeline() -> Pipeline:
+    """The process-wide pipeline, built on first use (~3-4 s)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Pipeline()
+        return _DEFAULT
+
+
+def reconstruct(image, options: ReconstructOptions | None = None, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> Reconstruction:
+    """Reconstruct one photo with the process-wide ``Pipeline`` (see ``Pipeline.reconstruct``)."""
+    return default_pipeline().reconstruct(image, options, progress, cancel)
