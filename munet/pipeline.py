@@ -41,7 +41,7 @@ STAGES = ("detect", "initialise", "fit", "refine", "clothing", "rig", "texture",
 _STAGE_START = {"detect": 0.0, "initialise": 0.08, "fit": 0.2, "refine": 0.45, "clothing": 0.75, "rig": 0.82,
                 "texture": 0.85, "metrics": 0.92}
 
-FIT_ITERATIONS = 40
+FIT_ITERATIONS = 25
 """Iterations of the batched candidate fit (stage ``fit``); ``refine_iterations`` drives ``refine``."""
 
 
@@ -203,24 +203,24 @@ class Pipeline:
         targets = targets_from_detection(detection, focal)
 
         stages.begin("initialise")
-        guess = self.initialiser(targets, fitter)
-        targets.scale_px = _person_height_px(fitter, guess, targets)
+        state = self.initialiser(targets, fitter)
+        targets.scale_px = _person_height_px(fitter, state, targets)
         targets.cache.clear()
 
         stages.begin("fit")
-        result = fitter.fit(targets, guess, FIT_ITERATIONS, fit_shape=False)
-        totals = result.total()
+        fitted = fitter.fit(targets, state, FIT_ITERATIONS)
+        totals = fitted.total()
         best = int(torch.argmin(totals))
-        hypotheses = [{"name": n, "total": float(totals[b]), "terms": {k: float(v[b]) for k, v in result.terms.items()}}
-                      for b, n in enumerate(result.names)]
-        chosen = result.names[best]
-        result = _select(result, best)
+        hypotheses = [{"name": n, "total": float(totals[b]), "terms": {k: float(v[b]) for k, v in fitted.terms.items()}}
+                      for b, n in enumerate(fitted.names)]
+        chosen = fitted.names[best]
+        state = fitted.state.select(best)
 
         stages.begin("refine")
         if options.refine_iterations > 0:
-            result = fitter.fit(targets, result, options.refine_iterations, silhouette=True, fit_shape=True)
-        posed, rotations = full_body(body, result)
-        pitch, height = float(result.pitch_rad[0]), float(result.height_m[0])
+            state = fitter.fit(targets, state, options.refine_iterations, silhouette=True, fit_shape=True).state
+        posed, rotations = full_body(body, state)
+        pitch, height = float(state.pitch_rad[0]), float(state.height_m[0])
         R, t = cam.camera_extrinsics(pitch, height)
         camera = Camera(focal_px=(focal, focal), principal_point_px=targets.principal_px, image_size=targets.image_size,
                         R_world_to_cam=R, t_world_to_cam_m=t)
@@ -234,7 +234,7 @@ class Pipeline:
             clothing = self._clothing(body, posed, rest_v, posed_v, faces, camera, targets)
 
         stages.begin("rig")
-        rig = self._rig(options, body, result, posed, rotations)
+        rig = self._rig(options, body, state, posed, rotations)
 
         texture = uv = None
         surface_for_texture = clothing.posed_vertices_m if clothing is not None else posed_v
@@ -247,8 +247,8 @@ class Pipeline:
             texture, uv = projected.texture, projected.uv_per_corner
 
         stages.begin("metrics")
-        alignment = _alignment(fitter, posed_v, posed.joints_m[0, 0].numpy(), clothing, faces, camera, targets,
-                               detection, result)
+        alignment = _alignment(fitter, rest_v, posed_v, posed.joints_m[0, 0].numpy(), clothing, faces, camera,
+                               targets, detection)
         from munet.fitting.depth import depth_report
 
         depth = depth_report(detection, targets, posed.joints_m[0].numpy(), posed.global_rotations[0, 0].numpy(), camera,
@@ -264,7 +264,7 @@ class Pipeline:
                 clothing.rest_vertices_m)
             clothed_surface = SkinnedSurface(rest_vertices_m=clothing.rest_vertices_m, posed_vertices_m=clothed_posed,
                                              faces=faces, skin=skin, uv_per_corner=uv)
-        shape = result.shape[0].numpy().astype(np.float32)
+        shape = state.shape[0].numpy().astype(np.float32)
         report = {
             "method": "fitting",
             "notes": notes,
@@ -300,7 +300,7 @@ class Pipeline:
             clothed=clothed_surface,
             skeleton=rig["skeleton"],
             pose_axis_angle=rig["pose_axis_angle"],
-            root_translation_m=result.translation_m[0].numpy().astype(np.float32),
+            root_translation_m=state.translation_m[0].numpy().astype(np.float32),
             shape=shape,
             body_model=options.body_model,
             camera=camera,
@@ -318,7 +318,7 @@ class Pipeline:
         operator = self._operator(body.name, faces, rest_v.shape[0])
         return fit_clothing(posed_v, rest_v, faces, camera, targets.mask, caps, skin_rotations, operator=operator)
 
-    def _rig(self, options, body, result, posed, rotations) -> dict:
+    def _rig(self, options, body, state, posed, rotations) -> dict:
         """Skeleton, pose, skin and vertices on the requested skeleton."""
         from munet.body.lbs import matrix_to_axis_angle
 
@@ -333,12 +333,13 @@ class Pipeline:
         from munet.fitting.rig import full_local_rotations
 
         full = self._body(options.body_model, "full", options.smpl_dir)
+        dtype = full.dense_weights.dtype
+        translation = state.translation_m[:1].to(dtype)
         with torch.no_grad():
-            rest_v, rest_j = full.rest(result.shape[:1])
+            rest_v, rest_j = full.rest(state.shape[:1].to(dtype))
             local = full_local_rotations(full, posed.global_rotations)
-            out = full.pose_rotations(rest_v, rest_j, local, result.translation_m[:1])
+            out = full.pose_rotations(rest_v, rest_j, local, translation)
         dense = full.dense_weights
-        translation = result.translation_m[:1]
 
         def pose_surface(rest_vertices: np.ndarray) -> np.ndarray:
             """Pose another rest surface of this topology with the full skeleton (LBS)."""
@@ -375,33 +376,20 @@ def _check_options(options: ReconstructOptions) -> list[str]:
     return notes
 
 
-def _select(result, index: int):
-    from munet.fitting.body_fit import FitResult
-
-    return FitResult(
-        shape=result.shape[index : index + 1], pose=result.pose.select(index),
-        translation_m=result.translation_m[index : index + 1], pitch_rad=result.pitch_rad[index : index + 1],
-        height_m=result.height_m[index : index + 1], terms={k: v[index : index + 1] for k, v in result.terms.items()},
-        names=[result.names[index]])
-
-
-def _person_height_px(fitter, guess, targets) -> float:
+def _person_height_px(fitter, state, targets) -> float:
     """The person's standing height in pixels at their distance, from the first candidate."""
-    from munet.fitting.pose import PoseParameters
+    from munet.fitting import camera as cam
 
     with torch.no_grad():
-        pose = PoseParameters(guess.root_rotation[:1], guess.local_pose[:1], guess.hinge[:1])
-        out = fitter.evaluate(guess.shape[:1], pose, guess.translation_m[:1])
-        from munet.fitting import camera as cam
-
-        _, depth = cam.project(out["joints"][:, :1], guess.pitch_rad[:1], guess.height_m[:1], targets.focal_px,
-                               targets.principal_px)
-        rest_v, _ = fitter.body.rest(guess.shape[:1])
+        first = state.select(0)
+        _, joints = fitter.landmarks_and_joints(first)
+        _, depth = cam.project(joints[:, :1], first.pitch_rad, first.height_m, targets.focal_px, targets.principal_px)
+        rest_v, _ = fitter.body.rest(first.shape.to(fitter.body.dense_weights.dtype))
     standing = float(rest_v[0, :, 2].max())
     return standing * targets.focal_px / max(float(depth[0, 0]), 0.1)
 
 
-def _alignment(fitter, posed_v, pelvis_m, clothing, faces, camera, targets, detection, result) -> dict:
+def _alignment(fitter, rest_v, posed_v, pelvis_m, clothing, faces, camera, targets, detection) -> dict:
     """2D alignment of the final surfaces: silhouette IoU against the detector's mask and keypoint error."""
     from munet.fitting.landmarks import FACE, LM
     from munet.geometry.metrics import keypoint_error, silhouette_iou
@@ -421,7 +409,7 @@ def _alignment(fitter, posed_v, pelvis_m, clothing, faces, camera, targets, dete
     scored = detection.seen.copy()
     if targets.facing_away:  # MediaPipe's face points land on the back of the head: not scored
         scored[[i for i in FACE if i not in (LM["left_ear"], LM["right_ear"])]] = False
-    rest_height = float(fitter.body.rest(result.shape[:1])[0][0, :, 2].max())
+    rest_height = float(rest_v[:, 2].max())
     pelvis_depth = float(camera.project(pelvis_m[None].astype(np.float64))[1][0])
     person_px = rest_height * float(np.mean(camera.focal_px)) / max(pelvis_depth, 0.1)
     error_px = keypoint_error(model_px, detection.keypoints_px, scored.astype(np.float64))

@@ -1,21 +1,22 @@
 """Initialisers: where the fit starts. Pluggable: today MediaPipe's world keypoints, later the network.
 
-An initialiser takes the ``FitTargets`` and the ``BodyFitter`` and returns a ``BodyGuess`` with one or
+An initialiser takes the ``FitTargets`` and the ``BodyFitter`` and returns a ``FitState`` with one or
 more candidates (B >= 1); the fit refines all of them and keeps the best. The network initialiser (a
 later issue) returns its own prediction as a single candidate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from munet.fitting.body_fit import BodyFitter
+from munet.fitting.body_fit import DTYPE, BodyFitter, FitState
 from munet.fitting.landmarks import LEGS, LM, flip_leg_depth, torso_frame
-from munet.fitting.pose import PoseParameters, hinge_init_from_degrees
-from munet.fitting.state import BodyGuess, FitTargets
+from munet.fitting.pose import hinge_init_from_degrees, pack_pose
+from munet.fitting.state import FitTargets
 
 
 class Initialiser(Protocol):
@@ -23,7 +24,7 @@ class Initialiser(Protocol):
 
     name: str
 
-    def __call__(self, targets: FitTargets, fitter: BodyFitter) -> BodyGuess: ...
+    def __call__(self, targets: FitTargets, fitter: BodyFitter) -> FitState: ...
 
 
 LEG_FLIPS = ("leg", "shank")
@@ -57,39 +58,26 @@ class WorldKeypointInitialiser:
 
     name = "world_keypoints"
 
-    def __init__(self, iterations: int = 30, flips: tuple[str, ...] = LEG_FLIPS):
+    def __init__(self, iterations: int = 8, flips: tuple[str, ...] = LEG_FLIPS):
         self.iterations = iterations
         self.flips = flips
 
-    def __call__(self, targets: FitTargets, fitter: BodyFitter) -> BodyGuess:
+    def __call__(self, targets: FitTargets, fitter: BodyFitter) -> FitState:
         names, worlds = depth_hypotheses(targets, self.flips)
         batch = len(names)
-        dtype = fitter.body.dense_weights.dtype
-        roots = torch.from_numpy(np.stack([torso_frame(w) for w in worlds])).to(dtype)
-        shape = fitter.body.default_shape.expand(batch, -1).clone()
-        pose = PoseParameters(roots, torch.zeros(batch, 24, 3, dtype=dtype), hinge_init_from_degrees(batch, dtype=dtype))
-        world_targets = torch.from_numpy(worlds).to(dtype)
-        fitter.fit_directions(targets, shape, pose, world_targets, self.iterations)
+        roots = torch.from_numpy(np.stack([torso_frame(w) for w in worlds])).to(DTYPE)
+        hinge = hinge_init_from_degrees(batch, dtype=DTYPE)
+        pose = pack_pose(torch.zeros(batch, 3, dtype=DTYPE), torch.zeros(batch, 24, 3, dtype=DTYPE), hinge)
+        state = FitState(root_init=roots, pose=pose, translation_m=torch.zeros(batch, 3, dtype=DTYPE),
+                         camera=torch.zeros(batch, 2, dtype=DTYPE), shape=fitter.default_shape.expand(batch, -1).clone(),
+                         names=names)
+        state = fitter.fit_directions(targets, state, torch.from_numpy(worlds), self.iterations)
         with torch.no_grad():
-            out = fitter.evaluate(shape, pose, torch.zeros(batch, 3, dtype=dtype))
+            out = fitter.evaluate({"root_init": state.root_init, "pose": state.pose, "translation": state.translation_m,
+                                   "shape": state.shape})
         translation, height = _place(out["landmarks"].numpy(), out["all"][..., 2].numpy(), targets)
-        local = pose.local.detach().clone()
-        return BodyGuess(
-            shape=shape,
-            root_rotation=(pose.root_init @ _exp(pose.root_delta.detach())),
-            local_pose=local,
-            hinge=pose.hinge.detach().clone(),
-            translation_m=torch.from_numpy(translation).to(dtype),
-            pitch_rad=torch.zeros(batch, dtype=dtype),
-            height_m=torch.from_numpy(height).to(dtype),
-            names=names,
-        )
-
-
-def _exp(axis_angle: torch.Tensor) -> torch.Tensor:
-    from munet.body.lbs import axis_angle_to_matrix
-
-    return axis_angle_to_matrix(axis_angle)
+        camera = torch.stack([torch.zeros(batch, dtype=DTYPE), torch.from_numpy(height).to(DTYPE)], 1)
+        return dataclasses.replace(state, translation_m=torch.from_numpy(translation).to(DTYPE), camera=camera)
 
 
 def _place(landmarks: np.ndarray, heights: np.ndarray, targets: FitTargets) -> tuple[np.ndarray, np.ndarray]:

@@ -60,64 +60,65 @@ def matrix_to_euler_xyz(rotation: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, z], -1)
 
 
-class PoseParameters(torch.nn.Module):
-    """Batched smpl24 pose in the fit's parameterisation (see the module docstring).
+POSE_SIZE = 3 + 3 * len(FREE_JOINTS) + len(HINGES)
+"""Packed pose vector: root correction (3), free joints' axis-angle (19 x 3), hinge angles (4)."""
 
-    root_init: (B, 3, 3) fixed root rotation; local_init: (B, 24, 3) axis-angle initial pose (root and
-    hinge rows ignored); hinge_init: (B, 4) radians.
-    """
 
-    def __init__(self, root_init: torch.Tensor, local_init: torch.Tensor, hinge_init: torch.Tensor):
-        super().__init__()
-        batch = root_init.shape[0]
-        self.register_buffer("root_init", root_init.detach().clone())
-        self.root_delta = torch.nn.Parameter(root_init.new_zeros(batch, 3))
-        self.local = torch.nn.Parameter(local_init.detach().clone())
-        self.hinge = torch.nn.Parameter(hinge_init.detach().clone())
-        free = torch.zeros(24, dtype=torch.bool)
-        free[FREE_JOINTS] = True
-        self.register_buffer("free_mask", free)
-        limits = torch.deg2rad(torch.from_numpy(euler_limits_deg()))
-        self.register_buffer("euler_low", limits[..., 0].to(root_init.dtype))
-        self.register_buffer("euler_high", limits[..., 1].to(root_init.dtype))
-        hinge_range = torch.deg2rad(torch.tensor([HINGE_JOINTS[n] for n in HINGES], dtype=root_init.dtype))
-        self.register_buffer("hinge_low", hinge_range[:, 0])
-        self.register_buffer("hinge_high", hinge_range[:, 1])
-        self.register_buffer("prior_weight", torch.tensor([PRIOR_WEIGHT[n] for n in SMPL24_JOINTS], dtype=root_init.dtype))
+class PoseLimits:
+    """The limit and prior constants as tensors of one dtype."""
 
-    @property
-    def batch(self) -> int:
-        return self.root_init.shape[0]
+    def __init__(self, dtype: torch.dtype):
+        limits = torch.deg2rad(torch.from_numpy(euler_limits_deg()).to(dtype))[FREE_JOINTS]  # (19, 3, 2)
+        self.euler_low, self.euler_high = limits[..., 0], limits[..., 1]
+        hinge_range = torch.deg2rad(torch.tensor([HINGE_JOINTS[n] for n in HINGES], dtype=dtype))
+        self.hinge_low, self.hinge_high = hinge_range[:, 0], hinge_range[:, 1]
+        self.prior_sqrt = torch.tensor([PRIOR_WEIGHT[SMPL24_JOINTS[j]] for j in FREE_JOINTS], dtype=dtype).sqrt()
 
-    def rotations(self, rest_joints: torch.Tensor) -> torch.Tensor:
-        """(B, 24, 3, 3) local rotations for rest joints (B, 24, 3)."""
-        local = axis_angle_to_matrix(self.local)  # (B, 24, 3, 3)
-        root = self.root_init @ axis_angle_to_matrix(self.root_delta)
-        hinge = axis_angle_to_matrix(self.hinge[..., None] * hinge_axes_batched(rest_joints))  # (B, 4, 3, 3)
-        parts = list(local.unbind(1))
-        parts[0] = root
-        for k, j in enumerate(HINGE_INDEX):
-            parts[j] = hinge[:, k]
-        return torch.stack(parts, 1)
 
-    def limit_penalty(self, rotations: torch.Tensor) -> torch.Tensor:
-        """(B,) sum of squared excess (radians^2) beyond the Euler limits and the hinge ranges."""
-        euler = matrix_to_euler_xyz(rotations[:, self.free_mask])
-        low, high = self.euler_low[self.free_mask], self.euler_high[self.free_mask]
-        excess = torch.relu(euler - high) + torch.relu(low - euler)
-        hinge_excess = torch.relu(self.hinge - self.hinge_high) + torch.relu(self.hinge_low - self.hinge)
-        return (excess**2).sum((1, 2)) + (hinge_excess**2).sum(1)
+def pack_pose(root_delta: torch.Tensor, local: torch.Tensor, hinge: torch.Tensor) -> torch.Tensor:
+    """(B, 3), (B, 24, 3) full-size axis-angle (root and hinge rows ignored), (B, 4) -> (B, POSE_SIZE)."""
+    return torch.cat([root_delta, local[:, FREE_JOINTS].flatten(1), hinge], 1)
 
-    def prior(self) -> torch.Tensor:
-        """(B,) weighted squared axis-angle magnitude of the free joints (radians^2)."""
-        magnitude = (self.local**2).sum(-1) * self.free_mask
-        return (magnitude * self.prior_weight).sum(1)
 
-    def select(self, index: int) -> "PoseParameters":
-        """A batch-of-one copy of item ``index`` (current values become the new initial values)."""
-        with torch.no_grad():
-            root = self.root_init[index : index + 1] @ axis_angle_to_matrix(self.root_delta[index : index + 1])
-            return PoseParameters(root, self.local[index : index + 1], self.hinge[index : index + 1])
+def unpack_pose(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, POSE_SIZE) -> root correction (B, 3), free joints' axis-angle (B, 19, 3), hinge angles (B, 4)."""
+    n_free = 3 * len(FREE_JOINTS)
+    return pose[:, :3], pose[:, 3 : 3 + n_free].reshape(-1, len(FREE_JOINTS), 3), pose[:, 3 + n_free :]
+
+
+def compose_rotations(root_init: torch.Tensor, pose: torch.Tensor, rest_joints: torch.Tensor) -> torch.Tensor:
+    """Local rotations (N, 24, 3, 3) from a fixed root rotation (N, 3, 3), packed poses (N, POSE_SIZE) and
+    rest joints (N, 24, 3) (for the elbow hinge axes)."""
+    root_delta, free, hinge = unpack_pose(pose)
+    parts: list[torch.Tensor | None] = [None] * 24
+    parts[0] = root_init @ axis_angle_to_matrix(root_delta)
+    free_rot = axis_angle_to_matrix(free)  # (N, 19, 3, 3)
+    for k, j in enumerate(FREE_JOINTS):
+        parts[j] = free_rot[:, k]
+    hinge_rot = axis_angle_to_matrix(hinge[..., None] * hinge_axes_batched(rest_joints))  # (N, 4, 3, 3)
+    for k, j in enumerate(HINGE_INDEX):
+        parts[j] = hinge_rot[:, k]
+    return torch.stack(parts, 1)
+
+
+def limit_residuals(rotations: torch.Tensor, pose: torch.Tensor, limits: PoseLimits) -> torch.Tensor:
+    """(N, 19 * 3 + 4) radians beyond the Euler limits and the hinge ranges (0 inside)."""
+    euler = matrix_to_euler_xyz(rotations[:, FREE_JOINTS])
+    excess = torch.relu(euler - limits.euler_high) - torch.relu(limits.euler_low - euler)
+    hinge = unpack_pose(pose)[2]
+    hinge_excess = torch.relu(hinge - limits.hinge_high) - torch.relu(limits.hinge_low - hinge)
+    return torch.cat([excess.flatten(1), hinge_excess], 1)
+
+
+def prior_residuals(pose: torch.Tensor, limits: PoseLimits) -> torch.Tensor:
+    """(N, 19 * 3) sqrt(joint weight) x axis-angle of the free joints (small-angle prior)."""
+    free = unpack_pose(pose)[1]
+    return (free * limits.prior_sqrt[:, None]).flatten(1)
+
+
+def root_rotation(root_init: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) the root's rotation."""
+    return root_init @ axis_angle_to_matrix(unpack_pose(pose)[0])
 
 
 def hinge_init_from_degrees(batch: int, degrees: float = 5.0, dtype=torch.float32) -> torch.Tensor:

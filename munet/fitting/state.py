@@ -1,11 +1,10 @@
-"""What the fitting stages hand each other: the targets from the photo and the body state being fitted."""
+"""What the fit matches: the targets taken from one photo (the state being fitted is ``body_fit.FitState``)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-import torch
 
 
 @dataclasses.dataclass
@@ -36,27 +35,3 @@ class FitTargets:
     seen: np.ndarray
     world_weights: np.ndarray
     cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # torch views, see body_fit
-
-
-@dataclasses.dataclass
-class BodyGuess:
-    """A batch of B candidate bodies + cameras (what an initialiser returns, what the fit refines).
-
-    shape: (B, S) body-model shape. root_rotation: (B, 3, 3). local_pose: (B, 24, 3) axis-angle (root and
-    hinge rows ignored). hinge: (B, 4) radians, ``munet.fitting.pose.HINGES`` order. translation_m: (B, 3)
-    world. pitch_rad, height_m: (B,) camera tilt (positive looks down) and height above the floor.
-    names: (B,) what each candidate is (e.g. ``"mediapipe"``, ``"flip_left_leg"``).
-    """
-
-    shape: torch.Tensor
-    root_rotation: torch.Tensor
-    local_pose: torch.Tensor
-    hinge: torch.Tensor
-    translation_m: torch.Tensor
-    pitch_rad: torch.Tensor
-    height_m: torch.Tensor
-    names: list[str]
-
-    @property
-    def batch(self) -> int:
-        return self.shape.shape[0]

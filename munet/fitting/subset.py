@@ -79,9 +79,17 @@ def forward_kinematics_levels(rotations: torch.Tensor, rest_joints: torch.Tensor
 class SubsetBody:
     """Rest shape and posing of point sets (see the module docstring). body: read, never changed."""
 
-    def __init__(self, body: BodyModel):
+    def __init__(self, body: BodyModel, dtype: torch.dtype = torch.float64):
         self.body = body
+        self.dtype = dtype
         self.linear_shape = hasattr(body, "vertex_blendshapes") and hasattr(body, "blendshape_coefficients")
+        self.dense_weights = body.dense_weights.to(dtype)
+        if self.linear_shape:
+            self.template_vertices = body.template_vertices.to(dtype)
+            count = body.vertex_blendshapes.shape[0]
+            self.vertex_blendshapes = body.vertex_blendshapes.to(dtype).reshape(count, -1, 3)
+            self.template_joints = body.template_joints.to(dtype)
+            self.joint_blendshapes = body.joint_blendshapes.to(dtype)
         with torch.no_grad():
             rest_vertices, _ = body.rest(body.default_shape)
         floor = torch.nonzero(rest_vertices[0, :, 2] < FLOOR_CANDIDATE_HEIGHT_M).squeeze(1)
@@ -90,37 +98,34 @@ class SubsetBody:
 
     def points(self, support: torch.Tensor, mix: torch.Tensor) -> PointSet:
         """A point set from support vertex ids (S,) and mixing weights (N, S)."""
-        body = self.body
-        mix = mix.to(body.dense_weights.dtype)
-        skin = mix @ body.dense_weights[support]
+        mix = mix.to(self.dtype)
+        skin = mix @ self.dense_weights[support]
         template = blend = None
         if self.linear_shape:
-            count = body.vertex_blendshapes.shape[0]
-            template = mix @ body.template_vertices[support]
-            blend_vertices = body.vertex_blendshapes.reshape(count, -1, 3)[:, support]  # (C, S, 3)
-            blend = torch.einsum("ns,csk->cnk", mix, blend_vertices).reshape(count, -1)
+            template = mix @ self.template_vertices[support]
+            blend_vertices = self.vertex_blendshapes[:, support]  # (C, S, 3)
+            blend = torch.einsum("ns,csk->cnk", mix, blend_vertices).reshape(blend_vertices.shape[0], -1)
         return PointSet(support, mix, template, blend, skin)
 
     def vertices(self, index: torch.Tensor) -> PointSet:
         """The point set of plain vertices ``index`` (N,)."""
-        body = self.body
         template = blend = None
         if self.linear_shape:
-            count = body.vertex_blendshapes.shape[0]
-            template = body.template_vertices[index]
-            blend = body.vertex_blendshapes.reshape(count, -1, 3)[:, index].reshape(count, -1)
-        return PointSet(index, None, template, blend, body.dense_weights[index])
+            template = self.template_vertices[index]
+            blend = self.vertex_blendshapes[:, index].reshape(self.vertex_blendshapes.shape[0], -1)
+        return PointSet(index, None, template, blend, self.dense_weights[index])
 
     def rest(self, shape: torch.Tensor, sets: list[PointSet]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(B, S) shape -> rest points (B, N_k, 3) for each set and rest joints (B, J, 3), feet on z = 0."""
         body = self.body
         batch = shape.shape[0]
         if not self.linear_shape:
-            vertices, joints = body.rest(shape)
+            vertices, joints = body.rest(shape.to(body.dense_weights.dtype))
+            vertices, joints = vertices.to(self.dtype), joints.to(self.dtype)
             picked = [vertices[:, s.support] for s in sets]
             return [p if s.mix is None else torch.einsum("ns,bsk->bnk", s.mix, p) for s, p in zip(sets, picked)], joints
-        coefficients = body.blendshape_coefficients(shape)
-        joints = body.template_joints + (coefficients @ body.joint_blendshapes).reshape(batch, -1, 3)
+        coefficients = body.blendshape_coefficients(shape.to(self.dtype))
+        joints = self.template_joints + (coefficients @ self.joint_blendshapes).reshape(batch, -1, 3)
         floor_z = (self.floor.template[:, 2] + (coefficients @ self.floor.blend).reshape(batch, -1, 3)[..., 2]).min(1).values
         offset = torch.stack([torch.zeros_like(floor_z), torch.zeros_like(floor_z), -floor_z], -1)[:, None]
         points = [s.template + (coefficients @ s.blend).reshape(batch, -1, 3) + offset for s in sets]
