@@ -49,6 +49,8 @@ DTYPE = torch.float64  # finite differences want the precision; the evaluations 
 MAX_OUTLINE_VERTICES = 400
 MAX_MASK_POINTS = 600
 """Silhouette correspondences are subsampled to these counts (each refresh draws the same way)."""
+CHUNK_TOLERANCE = 0.01
+"""Refinement stops once a refresh of the silhouette correspondences changes the cost by less than this."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,27 +266,29 @@ class BodyFitter:
     # ---- fitting ---------------------------------------------------------------------------------
 
     def fit(self, targets: FitTargets, state: FitState, iterations: int, silhouette: bool = False,
-            refresh_every: int = 6, fit_shape: bool = False, world_weight: float | None = None) -> FitResult:
+            refresh_every: int = 5, fit_shape: bool = False, world_weight: float | None = None) -> FitResult:
         """Levenberg-Marquardt on pose, translation, camera (and shape) of every candidate."""
         state = dataclasses.replace(state, names=list(state.names))
         done = 0
         pairs = None
+        previous = None
         chunk = refresh_every if silhouette else max(iterations, 1)
         while done < iterations:
             steps = min(chunk, iterations - done)
             if silhouette:
                 pairs = self.silhouette_pairs(state, targets)
-            state, used = self._solve(targets, state, steps, pairs, fit_shape, world_weight)
+            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, world_weight)
             done += steps
-            chunks = done // chunk
-            if used < steps and chunks >= 2:  # converged, and correspondences refreshed at least once
+            # with fresh correspondences barely changing the cost, further refreshes would not move it
+            if previous is not None and bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all()):
                 break
+            previous = cost
         with torch.no_grad():
             res = self.residuals(targets, _rows(state), pairs, world_weight)
         return FitResult(state, {k: (v**2).sum(1) for k, v in res.items()})
 
     def _solve(self, targets: FitTargets, state: FitState, iterations: int, pairs, fit_shape: bool,
-               world_weight: float | None) -> tuple[FitState, int]:
+               world_weight: float | None) -> tuple[FitState, int, torch.Tensor]:
         n_shape = state.shape.shape[1] if fit_shape else 0
         low, high = self.body.shape_bounds or (None, None)
 
@@ -317,10 +321,10 @@ class BodyFitter:
             res = self.residuals(targets, unpack(x, owner), pairs, world_weight, cache)
             return torch.cat(list(res.values()), 1)
 
-        x, _, used = levenberg_marquardt(residual_fn, x0, iterations)
+        x, r, used = levenberg_marquardt(residual_fn, x0, iterations)
         rows = unpack(x, torch.arange(state.batch))
         return FitState(state.root_init, rows["pose"], rows["translation"], rows["camera"],
-                        rows["shape"] if n_shape else state.shape, state.names), used
+                        rows["shape"] if n_shape else state.shape, state.names), used, (r**2).sum(1)
 
     def fit_directions(self, targets: FitTargets, state: FitState, world: torch.Tensor, iterations: int) -> FitState:
         """Fit the poses so each candidate's 3D bone directions match its world keypoints (B, 33, 3)
@@ -360,6 +364,8 @@ class BodyFitter:
         small = (max(1, int(round(height * raster_scale))), max(1, int(round(width * raster_scale))))
         sil = rasterize_silhouette(uv * raster_scale, self.faces_np, small[0], small[1])
         outline = outline_vertices(uv * raster_scale, sil, max_distance_px=2.0)
+        on_photo = (uv[outline] >= 1.0).all(1) & (uv[outline, 0] < width - 1) & (uv[outline, 1] < height - 1)
+        outline = outline[on_photo]  # beyond the frame the mask says nothing
         if outline.size == 0:
             return None
         rng = np.random.default_rng(0)

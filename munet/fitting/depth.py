@@ -97,10 +97,13 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
         best, runner = ranked[0], ranked[1]
         margins = {k: runner["terms"][k] - best["terms"][k] for k in best["terms"]}
         deciding = max(margins, key=margins.get)
-    summary = (f"result: {final_knee} knee and {final_ankle} ankle farther, torso {final['torso_faces']}; "
-               f"agrees with {', '.join(k for k, v in agreement.items() if v) or 'no cue'}"
-               + (f"; disagrees with {', '.join(k for k, v in agreement.items() if not v)}"
-                  if not all(agreement.values()) else ""))
+    summary = f"result: {final_knee} knee and {final_ankle} ankle farther, torso {final['torso_faces']}; "
+    if not agreement:
+        summary += "no leg depth cue was visible (legs held by the standing prior)"
+    else:
+        summary += f"agrees with {', '.join(k for k, v in agreement.items() if v) or 'no cue'}"
+        if not all(agreement.values()):
+            summary += f"; disagrees with {', '.join(k for k, v in agreement.items() if not v)}"
     return {
         "final": final,
         "cues": votes,

@@ -29,12 +29,12 @@ def jacobian(residual_fn: ResidualFn, x: torch.Tensor, r0: torch.Tensor, eps: fl
 
 def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: int, eps: float = 1e-6,
                         damping: float = 1e-2, min_damping: float = 1e-6, max_damping: float = 1e6,
-                        tolerance: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor, int]:
+                        tolerance: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Minimise sum(residual_fn(x)^2) per candidate from x0 (B, P).
 
     Each iteration: one Jacobian, one trial step per candidate (accepted if it lowers that candidate's
-    cost, else the damping grows tenfold). Stops early once two iterations in a row lowered no
-    candidate's cost by more than ``tolerance`` (relative). Returns the final x (B, P), residuals (B, R)
+    cost, else the damping grows tenfold). Stops early once every candidate has, two iterations in a
+    row, either taken a step gaining less than ``tolerance`` (relative) or exhausted its damping. Returns the final x (B, P), residuals (B, R)
     and the number of iterations run.
     """
     x = x0.detach().clone()
@@ -59,8 +59,10 @@ def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: i
             r_trial = residual_fn(trial, owner)
             cost_trial = (r_trial**2).sum(1)
             better = torch.isfinite(cost_trial) & (cost_trial < cost)
-            gain = torch.where(better, (cost - cost_trial) / cost.clamp_min(1e-12), torch.zeros_like(cost))
-            quiet = quiet + 1 if bool((gain < tolerance).all()) else 0
+            gain = (cost - cost_trial) / cost.clamp_min(1e-12)
+            # a candidate is settled when its step was taken and gained little, or damping is exhausted
+            settled = (better & (gain < tolerance)) | (~better & (lam >= max_damping))
+            quiet = quiet + 1 if bool(settled.all()) else 0
             x = torch.where(better[:, None], trial, x)
             r = torch.where(better[:, None], r_trial, r)
             cost = torch.where(better, cost_trial, cost)

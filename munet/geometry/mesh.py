@@ -106,11 +106,16 @@ def outline_vertices(vertices_px: np.ndarray, silhouette: np.ndarray, candidates
     return np.unique(index[nearest[distance <= max_distance_px]])
 
 
-def mask_outline(mask: np.ndarray) -> np.ndarray:
-    """(N, 2) float pixel centres (x, y) of the boundary pixels of a binary mask (H, W)."""
+def mask_outline(mask: np.ndarray, include_image_border: bool = False) -> np.ndarray:
+    """(N, 2) float pixel centres (x, y) of the boundary pixels of a binary mask (H, W).
+
+    include_image_border: also count mask pixels on the photo's edge as boundary (by default a mask cut
+    by the frame has no outline there: the person goes on beyond it).
+    """
     import cv2
 
     binary = (np.asarray(mask) > 0).astype(np.uint8)
-    eroded = cv2.erode(binary, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    border_value = 0 if include_image_border else 1
+    eroded = cv2.erode(binary, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=border_value)
     rows, cols = np.nonzero(binary & (1 - eroded))
     return np.stack([cols + 0.5, rows + 0.5], 1).astype(np.float64)

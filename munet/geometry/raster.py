@@ -113,6 +113,8 @@ def rasterize_zbuffer(
     face_ids = np.full(height * width, -1, np.int32)
     zbuf = np.full(height * width, np.inf)
     for f, rows, cols, bary in _fragments(vertices_px, faces[face_index], height, width, need_barycentrics=True):
+        if f.size == 0:
+            continue
         face = face_index[f]
         z = 1.0 / np.einsum("nk,nk->n", bary, inv_depth[faces[face]])
         pixel = rows * width + cols
