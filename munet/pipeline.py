@@ -309,13 +309,14 @@ class Pipeline:
         )
 
     def _clothing(self, body, posed, rest_v, posed_v, faces, camera, targets):
-        from munet.fitting.clothing import fit_clothing, region_caps
-        from munet.geometry.mesh import vertex_normals
+        from munet.fitting.clothing import CAP_SMOOTHING_ITERATIONS, fit_clothing, region_caps
+        from munet.geometry.mesh import smooth_field, vertex_normals
 
         dense = body.dense_weights.numpy()
-        caps = region_caps(dense, tuple(body.joint_names), vertex_normals(rest_v, faces))
-        skin_rotations = np.einsum("vj,jab->vab", dense, posed.global_rotations[0].numpy())
         operator = self._operator(body.name, faces, rest_v.shape[0])
+        caps = region_caps(dense, tuple(body.joint_names), vertex_normals(rest_v, faces))
+        caps = smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS)  # no steps between regions
+        skin_rotations = np.einsum("vj,jab->vab", dense, posed.global_rotations[0].numpy())
         return fit_clothing(posed_v, rest_v, faces, camera, targets.mask, caps, skin_rotations, operator=operator)
 
     def _rig(self, options, body, state, posed, rotations) -> dict:

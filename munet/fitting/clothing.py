@@ -32,6 +32,10 @@ REGION_CAPS_M = {
     "left_shoulder": 0.05, "right_shoulder": 0.05, "left_elbow": 0.025, "right_elbow": 0.025,
     "left_wrist": 0.012, "right_wrist": 0.012, "left_hand": 0.008, "right_hand": 0.008,
 }  # fmt: skip
+CAP_SMOOTHING_ITERATIONS = 15
+"""Neighbour-averaging passes over the cap field, so caps change gradually between regions."""
+UNSEEN_OFFSET_M = 0.01
+"""Offset given to parts outside the photo (nothing says how loose the clothes are there)."""
 FACE_CAP_M = 0.012
 """The front of the face (head vertices whose rest normal points forward) gets no hair."""
 
@@ -99,8 +103,10 @@ def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: n
     for _ in range(rounds):
         clothed = posed_vertices + offsets[:, None] * normals
         uv, depth = camera.project(clothed)
+        in_view = (uv[:, 0] >= 2) & (uv[:, 0] < width - 2) & (uv[:, 1] >= 2) & (uv[:, 1] < height - 2) & (depth > 0)
         sil = rasterize_silhouette(uv * raster_scale, faces, small_h, small_w)
         outline = outline_vertices(uv * raster_scale, sil, max_distance_px=1.5)
+        outline = outline[in_view[outline]]  # the mask says nothing beyond the frame
         if outline.size == 0:
             break
         # 2D normal direction of each outline vertex and how many pixels one metre along it moves it
@@ -109,19 +115,23 @@ def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: n
         rate = np.linalg.norm(delta, axis=1)
         direction = delta / np.maximum(rate[:, None], 1e-9)
         rate = np.maximum(rate, 0.5 * focal / np.maximum(depth[outline], 1e-3))  # grazing normals: cap the gain
-        room_px = (caps_m[outline] - offsets[outline]) * rate
-        grow_px = _needed_offsets(uv[outline], direction, mask, np.maximum(room_px, 0.0))
-        # outline points outside the mask shrink back towards the body, never inside it
         px = np.clip(uv[outline], [0, 0], [width - 1, height - 1]).astype(np.int64)
         outside = ~mask[px[:, 1], px[:, 0]]
-        measured = offsets[outline] + grow_px / rate
-        measured = np.where(outside, 0.5 * offsets[outline], measured)
+        room_px = np.maximum((caps_m[outline] - offsets[outline]) * rate, 0.0)
+        grow_px = _needed_offsets(uv[outline], direction, mask, room_px)
+        # outline points beyond the mask shrink back until they reach it, never inside the body
+        shrink_px = _needed_offsets(uv[outline], -direction, ~mask, offsets[outline] * rate)
+        measured = np.where(outside, offsets[outline] - shrink_px / rate, offsets[outline] + grow_px / rate)
+        # what the photo cannot show keeps a thin default layer
+        unseen = np.flatnonzero(~in_view)
+        held_index = np.concatenate([outline, unseen])
+        held_value = np.concatenate([np.maximum(measured, 0.0), np.minimum(UNSEEN_OFFSET_M, caps_m[unseen])])
         held = np.zeros(num_vertices, bool)
-        held[outline] = True
-        # start every other vertex from its nearest measured vertex on the rest body (parts stand apart in
-        # the rest pose), then let diffusion smooth it
-        _, nearest = cKDTree(rest_vertices[outline]).query(rest_vertices)
-        start = measured[nearest]
+        held[held_index] = True
+        # start every other vertex from its nearest held vertex on the rest body (parts stand apart in the
+        # rest pose), then let diffusion smooth it
+        _, nearest = cKDTree(rest_vertices[held_index]).query(rest_vertices)
+        start = held_value[nearest]
         offsets = smooth_field(start, operator, spread_iterations, keep=held)
         offsets = smooth_field(offsets, operator, smooth_iterations)
         offsets = np.clip(offsets, 0.0, caps_m)
