@@ -6,11 +6,12 @@ follow ``munet/reconstruction.py``: pixels, x right, y down, (0, 0) the top-left
 top-left pixel. Triangles are filled whatever their winding (no back-face culling unless asked), so
 overlapping triangles never cancel (unlike ``cv2.fillPoly``'s even-odd rule, DESIGN.md §7).
 
-How: every triangle enumerates the pixel centres of its bounding box (a few per triangle for meshes of
-~1-pixel triangles, which is what a 14k-vertex body is at 256x256) and keeps those inside its three
-edge functions. All triangles of all meshes in the batch are processed in one vectorised pass; depth
-is resolved with ``scatter_reduce(amin)``. Depth is interpolated linearly in screen space (exact for
-the occlusion tests we need at this triangle size).
+How: scanlines, vectorised over every triangle of every mesh in the batch at once. Each triangle
+yields one (triangle, pixel row) pair per row of pixel centres its box spans; each pair intersects
+the row's centre line with the triangle's three edge half-planes, giving an exact interval of pixel
+centres, which are then enumerated. Cost follows the number of triangles plus covered pixels, not
+the boxes' area (slivers are cheap). Depth is interpolated linearly in screen space (fine for the
+occlusion tests at this triangle size) and resolved with ``scatter_reduce(amin)``.
 """
 
 from __future__ import annotations
@@ -75,81 +76,94 @@ def rasterize(
     ix1 = torch.floor(torch.maximum(torch.maximum(xa, xb), xc) - 0.5).clamp_(max=width - 1)
     iy0 = torch.ceil(torch.minimum(torch.minimum(ya, yb), yc) - 0.5).clamp_(min=0)
     iy1 = torch.floor(torch.maximum(torch.maximum(ya, yb), yc) - 0.5).clamp_(max=height - 1)
-    nx = ix1 - ix0 + 1
-    ny = iy1 - iy0 + 1
-    keep = (nx > 0) & (ny > 0) & (area.abs() > 1e-12)
+    keep = (ix1 >= ix0) & (iy1 >= iy0) & (area.abs() > 1e-12)
     if cull_backfaces:
         keep &= area < 0
     kept = torch.nonzero(keep.reshape(-1)).squeeze(1)  # (N,) indices into B*F
 
-    # edge functions w_e(x, y) = A_e x + B_e y + C_e, each >= 0 inside whatever the winding;
-    # w_0 is the edge opposite vertex a (weight of a in barycentric terms), etc.
-    def take(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(-1)[kept]
+    # gather the kept triangles' corners (and depths) once
+    need_depth = depth is not None
+    corner_columns = [xa, ya, xb, yb, xc, yc, ix0, ix1, iy0, iy1, area]
+    if need_depth:
+        z = depth.float()
+        corner_columns += [z[:, faces[:, 0]], z[:, faces[:, 1]], z[:, faces[:, 2]]]
+    corners = torch.stack(corner_columns, -1).reshape(-1, len(corner_columns)).index_select(0, kept)
+    xa, ya, xb, yb, xc, yc, ix0, ix1, iy0, iy1, area = corners[:, :11].unbind(1)
 
-    xa, ya, xb, yb, xc, yc, area_k = (take(t) for t in (xa, ya, xb, yb, xc, yc, area))
-    sign = torch.sign(area_k)
-    coeff = torch.stack(
-        [
-            (yb - yc) * sign, (xc - xb) * sign, (xb * yc - xc * yb) * sign,
-            (yc - ya) * sign, (xa - xc) * sign, (xc * ya - xa * yc) * sign,
-            (ya - yb) * sign, (xb - xa) * sign, (xa * yb - xb * ya) * sign,
-        ],
-        dim=1,
-    )  # (N, 9)  fmt: skip
-    x_first, y_first = take(ix0), take(iy0)  # float pixel indices
-    nx_k, ny_k = take(nx), take(ny)
+    # per kept triangle: its pixel rows (first, count), the bounds of its pixel columns, and each edge
+    # as a bound on x along a row: edge e is the half-plane A_e x + B_e y + C_e >= 0 (oriented inside
+    # whatever the winding), i.e. x >= -(B_e y + C_e) / A_e when A_e > 0 (a left bound) and x <= ...
+    # when A_e < 0 (a right bound); edges with A_e = 0 are horizontal and already bound the rows.
+    # Each bound is written as a line in y: x = slope * y + offset (unused: +-inf offsets).
+    sign = torch.sign(area)
+    edges = (
+        ((yb - yc) * sign, (xc - xb) * sign, (xb * yc - xc * yb) * sign),
+        ((yc - ya) * sign, (xa - xc) * sign, (xc * ya - xa * yc) * sign),
+        ((ya - yb) * sign, (xb - xa) * sign, (xa * yb - xb * ya) * sign),
+    )  # (A, B, C) per edge; edge e is opposite vertex e, so w_e is vertex e's barycentric weight
+    columns = [iy0, iy1 - iy0 + 1, ix0 + 0.5, ix1 + 0.5]
+    inf = torch.tensor(float("inf"))
+    for a_e, b_e, c_e in edges:
+        safe = torch.where(a_e == 0, torch.ones_like(a_e), a_e)
+        slope, offset = -b_e / safe, -c_e / safe
+        left, right = a_e > 0, a_e < 0
+        columns += [torch.where(left, slope, 0.0), torch.where(left, offset, -inf),
+                    torch.where(right, slope, 0.0), torch.where(right, offset, inf)]  # fmt: skip
+    if need_depth:  # screen-space depth plane z = P x + Q y + S from the barycentric weights
+        zs = corners[:, 11:14].unbind(1)
+        total_w = area.abs().clamp(min=1e-12)
+        for j in range(3):
+            columns.append(sum(edges[k][j] * zs[k] for k in range(3)) / total_w)
+    table = torch.stack(columns, dim=-1)  # (N, 16 or 19)
 
-    # small boxes (at most 2x2 pixel centres, the vast majority): a fixed 2x2 window, by broadcasting
-    small = (nx_k <= 2) & (ny_k <= 2)
-    s_idx = torch.nonzero(small).squeeze(1)
-    offsets = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    c = coeff[s_idx]  # (S, 9)
-    cx = x_first[s_idx, None] + (offsets[:, 0] + 0.5)  # (S, 4) pixel-centre coordinates
-    cy = y_first[s_idx, None] + (offsets[:, 1] + 0.5)
-    w_small = [c[:, 3 * e, None] * cx + c[:, 3 * e + 1, None] * cy + c[:, 3 * e + 2, None] for e in range(3)]
-    inside = (w_small[0] >= 0) & (w_small[1] >= 0) & (w_small[2] >= 0)
-    inside &= (offsets[:, 0] < nx_k[s_idx, None]) & (offsets[:, 1] < ny_k[s_idx, None])
-    s_sel = torch.nonzero(inside.reshape(-1)).squeeze(1)
-    s_tri = s_idx[s_sel // 4]
-    s_px = cx.reshape(-1)[s_sel]
-    s_py = cy.reshape(-1)[s_sel]
+    # (triangle, pixel row) pairs: rows of small triangles by broadcasting, tall ones expanded
+    rows_per = table[:, 1]
+    pair_parts = []
+    short = torch.nonzero(rows_per <= 3).squeeze(1)
+    if len(short):
+        offs = torch.arange(3, dtype=torch.float32)
+        valid = offs < rows_per.index_select(0, short)[:, None]  # (S, 3)
+        sel = torch.nonzero(valid.reshape(-1)).squeeze(1)
+        pair_parts.append((short.index_select(0, torch.div(sel, 3, rounding_mode="floor")), offs.repeat(len(short)).index_select(0, sel)))
+    tall = torch.nonzero(rows_per > 3).squeeze(1)
+    if len(tall):
+        counts = rows_per.index_select(0, tall).long()
+        tri = torch.repeat_interleave(tall, counts)
+        local = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        pair_parts.append((tri, local.float()))
+    pair_tri = torch.cat([p[0] for p in pair_parts])
+    rows = table.index_select(0, pair_tri)  # (P, C)
+    py = rows[:, 0] + torch.cat([p[1] for p in pair_parts])
+    cy = py + 0.5
 
-    # the rest: one candidate per (triangle, pixel centre in its box)
-    l_idx = torch.nonzero(~small).squeeze(1)
-    counts = (nx_k[l_idx] * ny_k[l_idx]).long()
-    total = int(counts.sum())
-    l_tri = torch.repeat_interleave(l_idx, counts)
-    local = (torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)).float()
-    nx_l = nx_k[l_tri]
-    row = torch.div(local, nx_l, rounding_mode="floor")
-    l_px = x_first[l_tri] + (local - row * nx_l) + 0.5
-    l_py = y_first[l_tri] + row + 0.5
-    c = coeff[l_tri]
-    w_large = [c[:, 3 * e] * l_px + c[:, 3 * e + 1] * l_py + c[:, 3 * e + 2] for e in range(3)]
-    l_sel = torch.nonzero((w_large[0] >= 0) & (w_large[1] >= 0) & (w_large[2] >= 0)).squeeze(1)
-
-    tri = torch.cat([s_tri, l_tri[l_sel]])  # (M,) index into kept triangles
-    px = torch.cat([s_px, l_px[l_sel]]).long()  # centre - 0.5 truncates to the pixel index
-    py = torch.cat([s_py, l_py[l_sel]]).long()
-    owner = kept[tri]  # index into B*F
-    pixel = torch.div(owner, num_faces, rounding_mode="floor") * (height * width) + py * width + px
+    # the x-interval of the row's pixel centres inside the triangle
+    lo = torch.maximum(rows[:, 2], torch.maximum(torch.maximum(
+        rows[:, 4] * cy + rows[:, 5], rows[:, 8] * cy + rows[:, 9]), rows[:, 12] * cy + rows[:, 13]))
+    hi = torch.minimum(rows[:, 3], torch.minimum(torch.minimum(
+        rows[:, 6] * cy + rows[:, 7], rows[:, 10] * cy + rows[:, 11]), rows[:, 14] * cy + rows[:, 15]))
+    first = torch.ceil(lo - 0.5)
+    count = (torch.floor(hi - 0.5) - first + 1).clamp(min=0).long()
+    live = torch.nonzero(count).squeeze(1)
+    count = count.index_select(0, live)
+    rep = torch.repeat_interleave(live, count)  # (M,) pair of each covered pixel
+    step = (torch.arange(int(count.sum())) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)).float()
+    px = first.index_select(0, rep) + step
+    owner = kept.index_select(0, pair_tri.index_select(0, rep))  # (M,) index into B*F
+    image = torch.div(owner, num_faces, rounding_mode="floor")
+    pixel = image * (height * width) + py.index_select(0, rep).long() * width + px.long()
     mask = torch.zeros(batch * height * width, dtype=torch.bool)
     mask[pixel] = True
     mask = mask.reshape(batch, height, width)
     depth_buffer = None
     face_buffer = None
-    if depth is not None:
-        w0 = torch.cat([w_small[0].reshape(-1)[s_sel], w_large[0][l_sel]])
-        w1 = torch.cat([w_small[1].reshape(-1)[s_sel], w_large[1][l_sel]])
-        w2 = torch.cat([w_small[2].reshape(-1)[s_sel], w_large[2][l_sel]])
-        tri_depth = depth.float()[:, faces].reshape(-1, 3)[owner]  # (M, 3)
-        z = (w0 * tri_depth[:, 0] + w1 * tri_depth[:, 1] + w2 * tri_depth[:, 2]) / (w0 + w1 + w2).clamp(min=1e-12)
+    if need_depth:
+        plane = rows.index_select(0, rep)[:, 16:19]
+        zs = plane[:, 0] * (px + 0.5) + plane[:, 1] * cy.index_select(0, rep) + plane[:, 2]
         depth_flat = torch.full((batch * height * width,), float("inf"))
-        depth_flat.scatter_reduce_(0, pixel, z, reduce="amin")
+        depth_flat.scatter_reduce_(0, pixel, zs, reduce="amin")
         depth_buffer = depth_flat.reshape(batch, height, width)
         if want_face_id:
-            nearest = z <= depth_flat[pixel]
+            nearest = zs <= depth_flat.index_select(0, pixel)
             face_flat = torch.full((batch * height * width,), -1, dtype=torch.long)
             face_flat[pixel[nearest]] = owner[nearest] % num_faces
             face_buffer = face_flat.reshape(batch, height, width)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -15,13 +17,31 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
+_INCIDENCE: dict[tuple[int, int, int], torch.Tensor] = {}
+
+
+def _incidence(faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
+    """(V, F) sparse CSR matrix: 1 where the vertex is a corner of the face (cached per face list)."""
+    key = (faces.data_ptr(), faces.shape[0], num_vertices)
+    if key not in _INCIDENCE:
+        rows = faces.reshape(-1)
+        cols = torch.arange(faces.shape[0]).repeat_interleave(3)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": it is fine for a matmul
+            warnings.simplefilter("ignore", UserWarning)
+            coo = torch.sparse_coo_tensor(
+                torch.stack([rows, cols]), torch.ones(rows.numel()), (num_vertices, faces.shape[0]), check_invariants=True
+            )
+            _INCIDENCE[key] = coo.coalesce().to_sparse_csr()
+    return _INCIDENCE[key]
+
+
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """(B, V, 3) vertices -> (B, V, 3) unit vertex normals (area-weighted face normals)."""
-    tri = vertices[:, faces]
-    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)  # (B, F, 3), 2x area
-    out = torch.zeros_like(vertices)
-    for k in range(3):
-        out.index_add_(1, faces[:, k], n)
+    batch, num_vertices = vertices.shape[:2]
+    v0, v1, v2 = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
+    n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # (B, F, 3), twice the area
+    summed = _incidence(faces, num_vertices) @ n.permute(1, 0, 2).reshape(faces.shape[0], batch * 3)
+    out = summed.reshape(num_vertices, batch, 3).permute(1, 0, 2)
     return out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
