@@ -190,19 +190,19 @@ class BodyFitter:
         shape (N, S). rest_cache: (rest points list, rest joints) to reuse when the shape is fixed."""
         sets = [self.landmark_points, self.sole_points] + ([extra] if extra is not None else [])
         if rest_cache is None:
-            rest_points, rest_j = self.subset.rest(state_rows["shape"], sets)
+            rest, rest_j = self.subset.rest(state_rows["shape"], sets)
         else:
-            rest_points, rest_j = rest_cache
+            rest, rest_j = rest_cache
         rotations = compose_rotations(state_rows["root_init"], state_rows["pose"], rest_j)
-        skin = torch.cat([s.skin for s in sets])
-        posed, joints = self.subset.pose(torch.cat(rest_points, 1), skin, rest_j, rotations, state_rows["translation"])
-        n_lm, (n_l, n_r) = self.landmark_points.size, self.sole_sizes
+        posed, joints = self.subset.pose(rest, sets, rest_j, rotations, state_rows["translation"])
+        n_l = self.sole_sizes[0]
+        extra_posed = posed[2] if extra is not None else posed[1][:, :0]
         return {
-            "landmarks": posed[:, :n_lm],
-            "sole_left": posed[:, n_lm : n_lm + n_l],
-            "sole_right": posed[:, n_lm + n_l : n_lm + n_l + n_r],
-            "extra": posed[:, n_lm + n_l + n_r :],
-            "all": posed,
+            "landmarks": posed[0],
+            "sole_left": posed[1][:, :n_l],
+            "sole_right": posed[1][:, n_l:],
+            "extra": extra_posed,
+            "all": torch.cat(posed, 1),
             "joints": joints,
             "rotations": rotations,
         }

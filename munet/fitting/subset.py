@@ -1,12 +1,12 @@
 """Evaluate a body model on a few points only, for fast fitting.
 
 A fit only needs the points its losses look at: the 33 landmarks, the foot soles, the silhouette
-outline. A ``PointSet`` is any set of points written as fixed convex combinations of mesh vertices
-(a vertex is the trivial one); each point is skinned as one "virtual vertex" whose rest position and
-skinning weights are those combinations. For single vertices this equals the full model exactly; for a
-regressed landmark it differs from regressing the posed mesh by well under a millimetre where its
-support vertices are skinned alike (tests pin it). ~100 points cost a hundredth of the 13.7k-vertex pass.
-Models without linear shape blendshapes over vertices (e.g. SMPL) fall back to the full rest shape.
+outline. A ``PointSet`` is either plain vertices, or points regressed from vertices by fixed convex
+combinations (the landmarks). Both are posed exactly as the full model would pose them: linear blend
+skinning is linear in ``w_vj * [v; 1]``, so a regressed point ``sum_k m_k LBS(v_k)`` equals
+``sum_j T_j a_j`` with per-joint 4-vectors ``a_j = sum_k m_k w_kj [v_k; 1]`` and the joints' 3x4
+transforms ``T_j``. ~100 points cost a hundredth of the 13.7k-vertex pass. Models without linear shape
+blendshapes over vertices (e.g. SMPL) fall back to the full rest shape (still exact, slower).
 """
 
 from __future__ import annotations
@@ -23,10 +23,14 @@ FLOOR_CANDIDATE_HEIGHT_M = 0.006
 
 @dataclasses.dataclass
 class PointSet:
-    """N points as convex combinations of vertices: support (S,) vertex ids, mix (N, S) rows summing to 1.
+    """N points on the body.
 
-    template: (N, 3) rest points of the template; blend: (C, N * 3) their shape blendshapes (or None when
-    the model has none over vertices); skin: (N, J) skinning weights.
+    Plain vertices (``mix`` None): support (N,) vertex ids; template (N, 3) rest positions of the template;
+    blend (C, N * 3) their shape blendshapes; skin (N, J) skinning weights.
+    Regressed points (``mix`` (N, S) rows summing to 1 over support (S,) vertex ids): template (N, J, 4)
+    per-joint 4-vectors ``sum_k m_k w_kj [v_k; 1]`` of the template; blend (C, N * J * 3) their shape
+    blendshapes; skin (N, J) the mixed weights (for reference). template/blend are None when the model has
+    no linear shape blendshapes over vertices.
     """
 
     support: torch.Tensor
@@ -38,6 +42,10 @@ class PointSet:
     @property
     def size(self) -> int:
         return self.support.numel() if self.mix is None else self.mix.shape[0]
+
+    @property
+    def regressed(self) -> bool:
+        return self.mix is not None
 
 
 def tree_levels(parents: tuple[int, ...]) -> list[tuple[list[int], list[int]]]:
@@ -97,14 +105,16 @@ class SubsetBody:
         self.levels = tree_levels(tuple(body.parents))
 
     def points(self, support: torch.Tensor, mix: torch.Tensor) -> PointSet:
-        """A point set from support vertex ids (S,) and mixing weights (N, S)."""
+        """Regressed points from support vertex ids (S,) and mixing weights (N, S)."""
         mix = mix.to(self.dtype)
-        skin = mix @ self.dense_weights[support]
+        weights = self.dense_weights[support]  # (S, J)
+        skin = mix @ weights
         template = blend = None
         if self.linear_shape:
-            template = mix @ self.template_vertices[support]
-            blend_vertices = self.vertex_blendshapes[:, support]  # (C, S, 3)
-            blend = torch.einsum("ns,csk->cnk", mix, blend_vertices).reshape(blend_vertices.shape[0], -1)
+            homogeneous = torch.cat([self.template_vertices[support], torch.ones(support.numel(), 1, dtype=self.dtype)], 1)
+            template = torch.einsum("ns,sj,sc->njc", mix, weights, homogeneous)  # (N, J, 4)
+            blend = torch.einsum("ns,sj,qsc->qnjc", mix, weights, self.vertex_blendshapes[:, support])
+            blend = blend.reshape(blend.shape[0], -1)
         return PointSet(support, mix, template, blend, skin)
 
     def vertices(self, index: torch.Tensor) -> PointSet:
@@ -116,29 +126,50 @@ class SubsetBody:
         return PointSet(index, None, template, blend, self.dense_weights[index])
 
     def rest(self, shape: torch.Tensor, sets: list[PointSet]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(B, S) shape -> rest points (B, N_k, 3) for each set and rest joints (B, J, 3), feet on z = 0."""
+        """(B, S) shape -> for each set its rest form (plain: (B, N, 3) points; regressed: (B, N, J, 4)) and
+        the rest joints (B, J, 3), feet on z = 0 (as ``body.rest``)."""
         body = self.body
         batch = shape.shape[0]
         if not self.linear_shape:
             vertices, joints = body.rest(shape.to(body.dense_weights.dtype))
             vertices, joints = vertices.to(self.dtype), joints.to(self.dtype)
-            picked = [vertices[:, s.support] for s in sets]
-            return [p if s.mix is None else torch.einsum("ns,bsk->bnk", s.mix, p) for s, p in zip(sets, picked)], joints
+            out = []
+            for s in sets:
+                picked = vertices[:, s.support]
+                if s.regressed:
+                    homogeneous = torch.cat([picked, torch.ones_like(picked[..., :1])], -1)
+                    picked = torch.einsum("ns,sj,bsc->bnjc", s.mix, self.dense_weights[s.support], homogeneous)
+                out.append(picked)
+            return out, joints
         coefficients = body.blendshape_coefficients(shape.to(self.dtype))
         joints = self.template_joints + (coefficients @ self.joint_blendshapes).reshape(batch, -1, 3)
         floor_z = (self.floor.template[:, 2] + (coefficients @ self.floor.blend).reshape(batch, -1, 3)[..., 2]).min(1).values
-        offset = torch.stack([torch.zeros_like(floor_z), torch.zeros_like(floor_z), -floor_z], -1)[:, None]
-        points = [s.template + (coefficients @ s.blend).reshape(batch, -1, 3) + offset for s in sets]
-        return points, joints + offset
+        offset = torch.stack([torch.zeros_like(floor_z), torch.zeros_like(floor_z), -floor_z], -1)  # (B, 3)
+        out = []
+        for s in sets:
+            if s.regressed:
+                count, joints_n = s.template.shape[:2]
+                moved = s.template[..., :3] + (coefficients @ s.blend).reshape(batch, count, joints_n, 3)
+                moved = moved + offset[:, None, None, :] * s.template[..., 3:]  # each joint's share of the point
+                out.append(torch.cat([moved, s.template[..., 3:].expand(batch, -1, -1, -1)], -1))
+            else:
+                out.append(s.template + (coefficients @ s.blend).reshape(batch, -1, 3) + offset[:, None])
+        return out, joints + offset[:, None]
 
-    def pose(self, rest_points: torch.Tensor, skin: torch.Tensor, rest_joints: torch.Tensor, rotations: torch.Tensor,
-             translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Skin points: rest_points (B, N, 3) with weights skin (N, J), rest_joints (B, J, 3), local rotations
-        (B, J, 3, 3), translation (B, 3) -> posed points (B, N, 3) and posed joints (B, J, 3)."""
+    def pose(self, rest: list[torch.Tensor], sets: list[PointSet], rest_joints: torch.Tensor, rotations: torch.Tensor,
+             translation: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Pose each set's rest form (from ``rest``) with local rotations (B, J, 3, 3) and translation (B, 3):
+        posed points (B, N_k, 3) per set and posed joints (B, J, 3)."""
         global_rotations, joints = forward_kinematics_levels(rotations, rest_joints, self.body.parents, self.levels)
         offsets = joints - torch.einsum("bjik,bjk->bji", global_rotations, rest_joints)  # (B, J, 3)
-        transforms = torch.cat([global_rotations.flatten(2), offsets], 2)  # (B, J, 12)
-        blended = torch.einsum("nj,bjc->bnc", skin, transforms)
-        rotation = blended[..., :9].reshape(blended.shape[:2] + (3, 3))
-        points = torch.einsum("bnik,bnk->bni", rotation, rest_points) + blended[..., 9:]
-        return points + translation[:, None], joints + translation[:, None]
+        transforms = torch.cat([global_rotations, offsets[..., None]], -1)  # (B, J, 3, 4)
+        flat = transforms.flatten(2)  # (B, J, 12) row-major: R row 0, t0, R row 1, t1, ...
+        posed = []
+        for points, s in zip(rest, sets):
+            if s.regressed:
+                out = torch.einsum("bnjc,bjdc->bnd", points, transforms)
+            else:
+                blended = torch.einsum("nj,bjc->bnc", s.skin, flat).reshape(points.shape[:2] + (3, 4))
+                out = torch.einsum("bnik,bnk->bni", blended[..., :3], points) + blended[..., 3]
+            posed.append(out + translation[:, None])
+        return posed, joints + translation[:, None]
