@@ -82,6 +82,7 @@ def _needed_offsets(points_px: np.ndarray, normals_px: np.ndarray, mask: np.ndar
 
 def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: np.ndarray, camera: Camera,
                  mask: np.ndarray, caps_m: np.ndarray, skin_rotations: np.ndarray, rounds: int = 2,
+                 shrink_rounds: int = 2,
                  raster_scale: float = 0.5, operator=None, spread_iterations: int = 60,
                  smooth_iterations: int = 4) -> ClothingResult:
     """Fit per-vertex normal offsets so the clothed silhouette fills the mask.
@@ -90,7 +91,9 @@ def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: n
     the fitted camera; mask: (H, W)
     bool person mask; caps_m: (V,) per-vertex caps; skin_rotations: (V, 3, 3) each vertex's blended LBS
     rotation (sum_j w_vj G_j), to pull offsets back to the rest pose; operator: optional cached
-    ``mean_neighbour_operator(faces, V)``.
+    ``mean_neighbour_operator(faces, V)``. rounds: measure-and-spread passes; shrink_rounds: then passes
+    that only pull back outline vertices sticking out of the mask (inner surfaces, e.g. between the legs,
+    become outline once grown).
     """
     num_vertices = posed_vertices.shape[0]
     operator = operator if operator is not None else mean_neighbour_operator(faces, num_vertices)
@@ -100,7 +103,8 @@ def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: n
     focal = float(np.mean(camera.focal_px))
 
     offsets = np.zeros(num_vertices)
-    for _ in range(rounds):
+    for round_index in range(rounds + shrink_rounds):
+        shrinking = round_index >= rounds
         clothed = posed_vertices + offsets[:, None] * normals
         uv, depth = camera.project(clothed)
         in_view = (uv[:, 0] >= 2) & (uv[:, 0] < width - 2) & (uv[:, 1] >= 2) & (uv[:, 1] < height - 2) & (depth > 0)
@@ -122,6 +126,13 @@ def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: n
         # outline points beyond the mask shrink back until they reach it, never inside the body
         shrink_px = _needed_offsets(uv[outline], -direction, ~mask, offsets[outline] * rate)
         measured = np.where(outside, offsets[outline] - shrink_px / rate, offsets[outline] + grow_px / rate)
+        if shrinking:  # only pull back what sticks out of the mask, and its close neighbours
+            start = offsets.copy()
+            start[outline] = np.minimum(np.maximum(measured, 0.0), offsets[outline])
+            held = np.zeros(num_vertices, bool)
+            held[outline] = True
+            offsets = np.minimum(offsets, smooth_field(start, operator, smooth_iterations * 2, keep=held))
+            continue
         # what the photo cannot show keeps a thin default layer
         unseen = np.flatnonzero(~in_view)
         held_index = np.concatenate([outline, unseen])
@@ -143,5 +154,5 @@ def fit_clothing(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: n
         posed_vertices_m=posed_clothed.astype(np.float32),
         rest_vertices_m=(rest_vertices + rest_offsets).astype(np.float32),
         caps_m=caps_m.astype(np.float32),
-        rounds=rounds,
+        rounds=rounds + shrink_rounds,
     )
