@@ -48,72 +48,120 @@ def camera_rotation(pitch_down_rad: float, roll_rad: float) -> np.ndarray:
     return rotation_z(roll_rad) @ rotation_x(-pitch_down_rad) @ BASE_ROTATION
 
 
-def sample_camera(
-    rng: np.random.Generator, points_world: np.ndarray, framing_weights: tuple[float, ...] = (0.72, 0.16, 0.09, 0.03),
-    cut_z: tuple[float, float] | None = None,
-) -> CameraDraw:
-    """A camera for one person.
+@dataclasses.dataclass(frozen=True)
+class _Draw:
+    """The random choices of one camera, drawn from the sample's own stream."""
 
-    points_world: (N, 3) a subset of the clothed surface (metres, world frame).
-    cut_z: (lowest, highest) world heights where a "cut_legs" frame may end (e.g. knee .. waist).
-    """
+    width: int
+    height: int
+    K: np.ndarray
+    R: np.ndarray
+    framing: int
+    fill: float
+    z_cut: float
+    free_u: float
+    free_v: float
+    bottom_frac: float
+    side: float
+    side_cut: float
+    head_cut: float
+
+
+def _draw(rng: np.random.Generator, framing_weights: tuple[float, ...], cut_z: tuple[float, float]) -> _Draw:
     w_ratio, h_ratio = ASPECTS[rng.choice(len(ASPECTS), p=np.asarray(ASPECT_WEIGHTS) / sum(ASPECT_WEIGHTS))]
     long_side = int(rng.integers(720, 1921))
     scale = long_side / max(w_ratio, h_ratio)
     width, height = int(round(w_ratio * scale)), int(round(h_ratio * scale))
-    diagonal = float(np.hypot(width, height))
-    focal = diagonal * float(np.exp(rng.uniform(np.log(0.55), np.log(2.0))))
+    focal = float(np.hypot(width, height)) * float(np.exp(rng.uniform(np.log(0.55), np.log(2.0))))
     cx = width / 2 + rng.normal(0, 0.005) * width
     cy = height / 2 + rng.normal(0, 0.005) * height
     K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
     pitch = np.deg2rad(np.clip(rng.normal(4.0, 8.0), -20.0, 25.0))
     roll = np.deg2rad(np.clip(rng.normal(0.0, 2.5), -8.0, 8.0))
-    R = camera_rotation(pitch, roll)
     framing = int(rng.choice(len(FRAMINGS), p=np.asarray(framing_weights) / sum(framing_weights)))
+    return _Draw(
+        width, height, K, camera_rotation(pitch, roll), framing,
+        fill=rng.uniform(0.5, 0.92) if framing == 0 else rng.uniform(0.7, 0.98), z_cut=rng.uniform(*cut_z),
+        free_u=rng.uniform(0.02, 0.98), free_v=rng.uniform(0.05, 0.95), bottom_frac=rng.uniform(0.98, 1.06),
+        side=float(rng.choice((-1.0, 1.0))), side_cut=rng.uniform(0.12, 0.45), head_cut=rng.uniform(0.03, 0.12),
+    )  # fmt: skip
 
-    framed = points_world
-    if framing == 1 and cut_z is not None:
-        z_cut = rng.uniform(*cut_z)
-        framed = points_world[points_world[:, 2] >= z_cut]
-    rotated = framed @ R.T  # camera orientation, no translation yet
-    # target box of the framed points, as fractions of the image
-    fill = rng.uniform(0.5, 0.92) if framing == 0 else rng.uniform(0.7, 0.98)
-    extent_y = np.ptp(rotated[:, 1])
-    extent_x = np.ptp(rotated[:, 0])
-    # distance so the framed extent fills ``fill`` of the image height (or width if that binds)
-    depth = max(focal * extent_y / (fill * height), focal * extent_x / (0.95 * width), 0.5) + np.ptp(rotated[:, 2]) * 0.5
-    t = np.zeros(3)
-    t[2] = depth - np.median(rotated[:, 2])
-    # the layout, drawn once: where the framed box goes
-    free_u, free_v = rng.uniform(0.02, 0.98), rng.uniform(0.05, 0.95)
-    bottom_frac = rng.uniform(0.98, 1.06)
-    side = rng.choice((-1.0, 1.0))
-    side_cut, head_cut = rng.uniform(0.12, 0.45), rng.uniform(0.03, 0.12)
-    for _ in range(8):
-        cam = rotated + t
-        u = focal * cam[:, 0] / cam[:, 2] + cx
-        v = focal * cam[:, 1] / cam[:, 2] + cy
-        box_w, box_h = np.ptp(u), np.ptp(v)
-        if framing == 0:  # whole person inside
-            target_u = free_u * max(width - box_w, 0.0) + box_w / 2
-            target_v = free_v * max(height - box_h, 0.0) + box_h / 2
-            too_big = max(box_w / (0.98 * width), box_h / (0.98 * height))
-        elif framing == 1:  # the framed part ends at the bottom edge (or a little past it)
-            target_u = width / 2 + (free_u - 0.5) * 0.4 * max(width - box_w, 0.0)
-            target_v = height * bottom_frac - box_h / 2
-            too_big = max(box_w / (0.98 * width), box_h / (1.02 * height))
-        elif framing == 2:  # a side cut off
-            target_u = width / 2 + side * (width / 2 - (box_w / 2 - side_cut * box_w))
-            target_v = height / 2 + (free_v - 0.5) * 0.6 * max(height - box_h, 0.0)
-            too_big = box_h / (0.95 * height)
-        else:  # the top of the head cut off
-            target_u = width / 2 + (free_u - 0.5) * 0.4 * max(width - box_w, 0.0)
-            target_v = box_h / 2 - head_cut * box_h
-            too_big = max(box_w / (0.98 * width), box_h / (1.05 * height))
-        z_ref = np.median(cam[:, 2])
-        if too_big > 1.0:  # step back, keeping the optical axis
-            t[2] = z_ref * too_big * 1.02 - np.median(rotated[:, 2])
-            continue
-        t[0] += (target_u - (u.min() + u.max()) / 2) * z_ref / focal
-        t[1] += (target_v - (v.min() + v.max()) / 2) * z_ref / focal
-    return CameraDraw(K=K, R=R, t=t, image_size=(width, height), framing=framing)
+
+def sample_cameras(
+    rngs: list[np.random.Generator], points_world: np.ndarray, framing_weights: tuple[float, ...], cut_z: np.ndarray,
+    iterations: int = 8,
+) -> list[CameraDraw]:
+    """A camera per person, framing them the way photos do.
+
+    points_world: (B, N, 3) a subset of each clothed surface (metres, world frame).
+    cut_z: (B, 2) (lowest, highest) world heights where a "cut_legs" frame may end (knee .. chest).
+    The framing is solved for all samples at once: choose the distance so the framed part fills the
+    drawn fraction of the photo, then move the camera sideways/up so its box lands where the layout
+    wants it (repeated: perspective makes the box depend on both).
+    """
+    draws = [_draw(r, framing_weights, tuple(c)) for r, c in zip(rngs, cut_z)]
+    batch = len(draws)
+    R = np.stack([d.R for d in draws])
+    K = np.stack([d.K for d in draws])
+    focal, cx, cy = K[:, 0, 0], K[:, 0, 2], K[:, 1, 2]
+    width = np.array([d.width for d in draws], np.float64)
+    height = np.array([d.height for d in draws], np.float64)
+    framing = np.array([d.framing for d in draws])
+    rotated = np.einsum("bij,bnj->bni", R, points_world)  # camera orientation, no translation yet
+    framed = np.ones(rotated.shape[:2], bool)
+    cut = framing == 1
+    framed[cut] = points_world[cut, :, 2] >= np.array([d.z_cut for d in draws])[cut, None]
+    framed[~framed.any(1)] = True
+
+    def extent(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.where(framed, values, np.inf).min(1), np.where(framed, values, -np.inf).max(1)
+
+    count = framed.sum(1)
+
+    def median_z(values: np.ndarray) -> np.ndarray:  # the framed points' mean depth (robust enough here)
+        return np.where(framed, values, 0.0).sum(1) / count
+
+    lo_y, hi_y = extent(rotated[..., 1])
+    lo_x, hi_x = extent(rotated[..., 0])
+    lo_z, hi_z = extent(rotated[..., 2])
+    fill = np.array([d.fill for d in draws])
+    z_mid = median_z(rotated[..., 2])
+    depth = np.maximum.reduce([focal * (hi_y - lo_y) / (fill * height), focal * (hi_x - lo_x) / (0.95 * width), np.full(batch, 0.5)])
+    t = np.zeros((batch, 3))
+    t[:, 2] = depth + 0.5 * (hi_z - lo_z) - z_mid
+    free_u = np.array([d.free_u for d in draws])
+    free_v = np.array([d.free_v for d in draws])
+    bottom = np.array([d.bottom_frac for d in draws]) * height
+    side = np.array([d.side for d in draws])
+    side_cut = np.array([d.side_cut for d in draws])
+    head_cut = np.array([d.head_cut for d in draws])
+    for _ in range(iterations):
+        cam = rotated + t[:, None]
+        u = focal[:, None] * cam[..., 0] / cam[..., 2] + cx[:, None]
+        v = focal[:, None] * cam[..., 1] / cam[..., 2] + cy[:, None]
+        u0, u1 = extent(u)
+        v0, v1 = extent(v)
+        box_w, box_h = u1 - u0, v1 - v0
+        room_w, room_h = np.maximum(width - box_w, 0.0), np.maximum(height - box_h, 0.0)
+        target_u = np.select(
+            [framing == 0, framing == 2],
+            [free_u * room_w + box_w / 2, width / 2 + side * (width / 2 - (box_w / 2 - side_cut * box_w))],
+            width / 2 + (free_u - 0.5) * 0.4 * room_w,
+        )
+        target_v = np.select(
+            [framing == 0, framing == 1, framing == 2],
+            [free_v * room_h + box_h / 2, bottom - box_h / 2, height / 2 + (free_v - 0.5) * 0.6 * room_h],
+            box_h / 2 - head_cut * box_h,
+        )
+        too_big = np.select(
+            [framing == 0, framing == 1, framing == 2],
+            [np.maximum(box_w / (0.98 * width), box_h / (0.98 * height)), np.maximum(box_w / (0.98 * width), box_h / (1.02 * height)),
+             box_h / (0.95 * height)],
+            np.maximum(box_w / (0.98 * width), box_h / (1.05 * height)),
+        )  # fmt: skip
+        z_ref = median_z(cam[..., 2])
+        back = too_big > 1.0  # step back, keeping the optical axis
+        t[:, 2] = np.where(back, z_ref * too_big * 1.02 - z_mid, t[:, 2])
+        t[:, 0] += np.where(back, 0.0, (target_u - (u0 + u1) / 2) * z_ref / focal)
+        t[:, 1] += np.where(back, 0.0, (target_v - (v0 + v1) / 2) * z_ref / focal)
+    return [CameraDraw(K=K[b], R=R[b], t=t[b], image_size=(draws[b].width, draws[b].height), framing=int(framing[b])) for b in range(batch)]

@@ -44,7 +44,7 @@ class DataConfig:
     framing_weights: tuple[float, float, float, float] = (0.72, 0.16, 0.09, 0.03)
     loose_bias: float = 0.0
     pose_noise: float = 1.0
-    store_body_mask: bool = True
+    store_body_mask: bool = False
     store_normals: bool = False
     vertex_dtype: str = "float16"
     detector: DetectorConfig = DetectorConfig()

@@ -127,15 +127,13 @@ class SampleGenerator:
             t0 = self.times.add("clothing", t0)
 
             # cameras, framed on the clothed person
-            cams = []
             clothed_np = clothed_world.numpy()
             joints_np = joints_world.numpy()
-            for k, r in enumerate(rngs):
-                knee = joints_np[k, [J["left_knee"], J["right_knee"]], 2].mean()
-                hip = joints_np[k, J["pelvis"], 2]
-                spine = joints_np[k, J["spine2"], 2]
-                cut = (min(knee, hip) - 0.05, max(spine, hip + 0.05))
-                cams.append(camera.sample_camera(r, clothed_np[k, ::CAMERA_POINTS_STRIDE], cfg.framing_weights, cut))
+            knee = joints_np[:, [J["left_knee"], J["right_knee"]], 2].mean(1)
+            hip = joints_np[:, J["pelvis"], 2]
+            spine = joints_np[:, J["spine2"], 2]
+            cut = np.stack([np.minimum(knee, hip) - 0.05, np.maximum(spine, hip + 0.05)], 1)
+            cams = camera.sample_cameras(rngs, clothed_np[:, ::CAMERA_POINTS_STRIDE].astype(np.float64), cfg.framing_weights, cut)
             R = torch.from_numpy(np.stack([c.R for c in cams])).float()
             t = torch.from_numpy(np.stack([c.t for c in cams])).float()
             K = np.stack([c.K for c in cams])
