@@ -30,6 +30,7 @@ RIGHT_COLOUR = np.array([230, 80, 70], np.float64)
 MIDDLE_COLOUR = np.array([190, 190, 190], np.float64)
 BACKGROUND = np.array([30, 30, 34], np.uint8)
 MAX_PANEL_HEIGHT = 900
+MIN_PANEL_HEIGHT = 640
 
 
 def side_colours(skin_dense: np.ndarray, joint_names: tuple[str, ...]) -> np.ndarray:
@@ -136,21 +137,24 @@ def render_preview(rgb: np.ndarray, vertices_m: np.ndarray, faces: np.ndarray, c
     overlay = render_overlay(rgb, vertices_m, faces, camera, colours)
     if detected_px is not None:
         for x, y in np.asarray(detected_px):
-            cv2.circle(overlay, (int(x), int(y)), 5, (255, 255, 255), -1, cv2.LINE_AA)
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(overlay, (int(x), int(y)), 5, (255, 255, 255), -1, cv2.LINE_AA)
     if model_px is not None:
         for x, y in np.asarray(model_px):
-            cv2.circle(overlay, (int(x), int(y)), 3, (255, 200, 0), -1, cv2.LINE_AA)
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(overlay, (int(x), int(y)), 3, (255, 200, 0), -1, cv2.LINE_AA)
     height, width = overlay.shape[:2]
-    factor = min(1.0, MAX_PANEL_HEIGHT / height)
-    if factor < 1.0:
-        overlay = cv2.resize(overlay, (int(round(width * factor)), int(round(height * factor))), interpolation=cv2.INTER_AREA)
+    factor = min(max(1.0, MIN_PANEL_HEIGHT / height), MAX_PANEL_HEIGHT / height)
+    if factor != 1.0:
+        interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
+        overlay = cv2.resize(overlay, (int(round(width * factor)), int(round(height * factor))), interpolation=interpolation)
     panel_h = overlay.shape[0]
     panel_w = max(int(panel_h * 0.75), 240)
     side = render_orthographic(vertices_m, faces, colours, "side", (panel_w, panel_h), camera)
     top = render_orthographic(vertices_m, faces, colours, "top", (panel_w, panel_h), camera)
     _label(overlay, caption or "overlay")
-    _label(side, "side view (from the person's right of the camera)")
-    _label(top, "top view (from above)")
+    _label(side, "side view: camera at left")
+    _label(top, "top view: camera at bottom")
     return np.concatenate([overlay, side, top], axis=1)
 
 

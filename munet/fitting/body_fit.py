@@ -38,6 +38,7 @@ from munet.fitting.pose import (
     limit_residuals,
     pack_pose,
     prior_residuals,
+    prior_target,
     root_rotation,
 )
 from munet.fitting.state import FitTargets
@@ -151,6 +152,9 @@ def _tensors(targets: FitTargets) -> dict[str, torch.Tensor]:
         trust = torch.from_numpy(bone_weights(targets.world_weights)).to(DTYPE)
         cache["bone_sqrt_w"] = (trust / trust.sum().clamp_min(1e-9)).sqrt()
         cache["world_directions"] = bone_directions(torch.from_numpy(targets.world_m).to(DTYPE)[None])
+        scale = targets.joint_prior_scale if targets.joint_prior_scale is not None else np.ones(24, np.float32)
+        cache["joint_prior_scale"] = torch.from_numpy(scale).to(DTYPE)
+        cache["prior_target"] = prior_target(DTYPE)
     return cache
 
 
@@ -249,7 +253,8 @@ class BodyFitter:
             diff = bone_directions(aligned) - t["world_directions"]
             res["world"] = (math.sqrt(ww) * diff * t["bone_sqrt_w"][:, None]).flatten(1)
 
-        res["pose"] = math.sqrt(w.pose) * prior_residuals(rows["pose"], self.limits)
+        res["pose"] = math.sqrt(w.pose) * prior_residuals(rows["pose"], self.limits, t["joint_prior_scale"],
+                                                          t["prior_target"])
         res["limits"] = math.sqrt(w.limits) * limit_residuals(out["rotations"], rows["pose"], self.limits)
         res["shape"] = math.sqrt(w.shape) * (rows["shape"] - self.default_shape)
         spine = out["joints"][:, JOINT["neck"]] - out["joints"][:, JOINT["pelvis"]]
@@ -330,7 +335,8 @@ class BodyFitter:
         """Fit the poses so each candidate's 3D bone directions match its world keypoints (B, 33, 3)
         (camera-aligned frame = the world frame of a level camera), under the pose prior and limits."""
         goal = bone_directions(world.to(DTYPE))  # (B, bones, 3)
-        sqrt_w = _tensors(targets)["bone_sqrt_w"]
+        t = _tensors(targets)
+        sqrt_w = t["bone_sqrt_w"]
         rest_cache = self.subset.rest(state.shape, [self.landmark_points, self.sole_points])
         zero = torch.zeros(1, 3, dtype=DTYPE)
 
@@ -341,7 +347,7 @@ class BodyFitter:
             diff = (bone_directions(out["landmarks"]) - goal[owner]) * sqrt_w[:, None]
             return torch.cat([
                 diff.flatten(1),
-                0.15 * prior_residuals(x, self.limits),
+                0.15 * prior_residuals(x, self.limits, t["joint_prior_scale"], t["prior_target"]),
                 math.sqrt(self.weights.limits) * limit_residuals(out["rotations"], x, self.limits),
             ], 1)
 

@@ -73,6 +73,7 @@ class PoseLimits:
         hinge_range = torch.deg2rad(torch.tensor([HINGE_JOINTS[n] for n in HINGES], dtype=dtype))
         self.hinge_low, self.hinge_high = hinge_range[:, 0], hinge_range[:, 1]
         self.prior_sqrt = torch.tensor([PRIOR_WEIGHT[SMPL24_JOINTS[j]] for j in FREE_JOINTS], dtype=dtype).sqrt()
+        self.hinge_prior_sqrt = torch.full((len(HINGES),), 0.3, dtype=dtype).sqrt()  # used for unseen hinges only
 
 
 def pack_pose(root_delta: torch.Tensor, local: torch.Tensor, hinge: torch.Tensor) -> torch.Tensor:
@@ -110,10 +111,41 @@ def limit_residuals(rotations: torch.Tensor, pose: torch.Tensor, limits: PoseLim
     return torch.cat([excess.flatten(1), hinge_excess], 1)
 
 
-def prior_residuals(pose: torch.Tensor, limits: PoseLimits) -> torch.Tensor:
-    """(N, 19 * 3) sqrt(joint weight) x axis-angle of the free joints (small-angle prior)."""
-    free = unpack_pose(pose)[1]
-    return (free * limits.prior_sqrt[:, None]).flatten(1)
+# A relaxed standing pose (arms hanging ~15 deg off the body instead of the rest pose's ~45): what unseen
+# limbs are held at. Axis-angle in world-aligned joint frames; +Y rotation lowers the left arm (+X towards
+# -Z), -Y the right one. Elbows stay at the rest pose's bend (Anny's rest forearms already point ~40 deg
+# forwards, and the hinge range starts there).
+RELAXED_POSE = {"left_shoulder": (0.0, 0.5, 0.0), "right_shoulder": (0.0, -0.5, 0.0)}
+RELAXED_HINGES: dict[str, float] = {}
+UNSEEN_PRIOR_SCALE = 25.0
+"""How much more the prior holds joints whose limbs the photo does not show."""
+
+
+def prior_target(dtype: torch.dtype) -> torch.Tensor:
+    """(POSE_SIZE,) the packed relaxed standing pose (root correction and unlisted joints zero)."""
+    local = torch.zeros(1, 24, 3, dtype=dtype)
+    for name, value in RELAXED_POSE.items():
+        local[0, JOINT[name]] = torch.tensor(value, dtype=dtype)
+    hinge = torch.tensor([[RELAXED_HINGES.get(n, 0.0) for n in HINGES]], dtype=dtype)
+    return pack_pose(torch.zeros(1, 3, dtype=dtype), local, hinge)[0]
+
+
+def prior_residuals(pose: torch.Tensor, limits: PoseLimits, joint_scale: torch.Tensor | None = None,
+                    target: torch.Tensor | None = None) -> torch.Tensor:
+    """Small-angle prior: (N, 19 * 3 + 4) sqrt(weight) x (pose - target) of the free joints and hinges.
+
+    joint_scale: optional (24,) per-joint multiplier of the weight (``UNSEEN_PRIOR_SCALE`` for unseen
+    limbs); target: optional (POSE_SIZE,) pose the prior pulls towards (default: the rest pose). Hinges
+    carry no prior weight unless scaled (their range and the data hold them).
+    """
+    goal = torch.zeros_like(pose[0]) if target is None else target
+    _, free, hinge = unpack_pose(pose - goal)
+    free_w = limits.prior_sqrt[None, :]
+    hinge_w = torch.zeros(1, len(HINGES), dtype=pose.dtype)
+    if joint_scale is not None:
+        free_w = free_w * joint_scale[FREE_JOINTS].sqrt()
+        hinge_w = (limits.hinge_prior_sqrt * (joint_scale[HINGE_INDEX] - 1.0).clamp_min(0.0).sqrt())[None]
+    return torch.cat([(free * free_w[..., None]).flatten(1), hinge * hinge_w], 1)
 
 
 def root_rotation(root_init: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ class FitTargets:
     (width, height). contact: per foot (``"left"``, ``"right"``), whether it is taken to touch the floor.
     facing_away: the torso's front points away from the camera. seen: (33,) bool. world_weights: (33,)
     float32 trust in each world keypoint (0 where the landmark was not seen: MediaPipe invents those).
+    joint_prior_scale: (24,) float32 multiplier of each smpl24 joint's pose prior (large for limbs the
+    photo does not show, which are then held at a relaxed standing pose).
     """
 
     keypoints_px: np.ndarray
@@ -34,4 +36,5 @@ class FitTargets:
     facing_away: bool
     seen: np.ndarray
     world_weights: np.ndarray
+    joint_prior_scale: np.ndarray | None = None  # (24,) pose-prior multiplier, > 1 for unseen limbs
     cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # torch views, see body_fit

@@ -13,8 +13,10 @@ MASK_THRESHOLD = 0.5
 MAX_OUTLINE_POINTS = 1500
 CONTACT_TOLERANCE_M = 0.10
 """A seen foot whose lowest world keypoint is within this of the lowest foot point is on the floor."""
-UNSURE_VISIBILITY_FACTOR = 0.3
-"""In-frame landmarks below the detector's visibility threshold still count, this much less."""
+UNSURE_VISIBILITY_FACTOR = 0.0
+"""In-frame landmarks below the detector's visibility threshold count this much (times visibility): not
+at all, as MediaPipe invents such points (e.g. wrists in front of the chest when the hands are out of the
+photo) and the pose prior holds those limbs better."""
 
 
 def person_mask(detection: Detection) -> np.ndarray:
@@ -54,6 +56,26 @@ def foot_contact(world: np.ndarray, seen: np.ndarray) -> dict[str, bool]:
     return {side: (side not in lowest) or (lowest[side] - floor < CONTACT_TOLERANCE_M) for side in FEET}
 
 
+def joint_prior_scale(seen: np.ndarray) -> np.ndarray:
+    """(24,) float32 smpl24 pose-prior multipliers: ``UNSEEN_PRIOR_SCALE`` for the joints of limbs whose
+    landmarks were not seen (a limb's joints from the first unseen landmark down), 1 elsewhere."""
+    from munet.fitting.pose import JOINT, UNSEEN_PRIOR_SCALE
+
+    scale = np.ones(24, np.float32)
+    chains = {
+        "arm": (("elbow", ("shoulder", "elbow", "wrist", "hand")), ("wrist", ("elbow", "wrist", "hand"))),
+        "leg": (("knee", ("hip", "knee", "ankle", "foot")), ("ankle", ("knee", "ankle", "foot"))),
+    }
+    for side in ("left", "right"):
+        for steps in chains.values():
+            for landmark, joints in steps:
+                if not seen[LM[f"{side}_{landmark}"]]:
+                    for joint in joints:
+                        scale[JOINT[f"{side}_{joint}"]] = UNSEEN_PRIOR_SCALE
+                    break
+    return scale
+
+
 def targets_from_detection(detection: Detection, focal_px: float, principal_px: tuple[float, float] | None = None,
                            rng: np.random.Generator | None = None) -> FitTargets:
     """FitTargets for a detection. principal_px defaults to the image centre."""
@@ -88,4 +110,5 @@ def targets_from_detection(detection: Detection, focal_px: float, principal_px: 
         facing_away=away,
         seen=seen,
         world_weights=np.where(seen, visibility, 0.0).astype(np.float32),
+        joint_prior_scale=joint_prior_scale(seen),
     )
