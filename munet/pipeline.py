@@ -119,7 +119,7 @@ class Pipeline:
     # ---- models ---------------------------------------------------------------------------------
 
     def _body(self, name: str, skeleton: str, smpl_dir: str | None = None):
-        key = (name, skeleton)
+        key = (name, skeleton, smpl_dir if name == "smpl" else None)
         if key not in self._models:
             from munet.body import load_body_model
 
@@ -127,24 +127,19 @@ class Pipeline:
         return self._models[key]
 
     def _fitter(self, name: str, smpl_dir: str | None = None):
-        if name not in self._fitters:
+        key = (name, smpl_dir if name == "smpl" else None)
+        if key not in self._fitters:
             from munet.fitting.body_fit import BodyFitter
 
-            body = self._body(name, "smpl24", smpl_dir)
-            if name != "anny":
-                raise BadOptionsError(
-                    f"body_model={name!r}: the photo fitting needs MediaPipe landmarks on the body's surface, "
-                    "defined for Anny only so far; use body_model='anny'"
-                )
-            self._fitters[name] = BodyFitter(body)
-        return self._fitters[name]
+            self._fitters[key] = BodyFitter(self._body(name, "smpl24", smpl_dir))
+        return self._fitters[key]
 
-    def _operator(self, name: str, faces: np.ndarray, num_vertices: int):
-        if name not in self._operators:
+    def _operator(self, key, faces: np.ndarray, num_vertices: int):
+        if key not in self._operators:
             from munet.geometry.mesh import mean_neighbour_operator
 
-            self._operators[name] = mean_neighbour_operator(faces, num_vertices)
-        return self._operators[name]
+            self._operators[key] = mean_neighbour_operator(faces, num_vertices)
+        return self._operators[key]
 
     def info(self) -> dict:
         """JSON-able facts about this backend: versions, device, body models, skeletons, checkpoint."""
@@ -157,7 +152,7 @@ class Pipeline:
             "device": "cpu",
             "cuda_available": bool(torch.cuda.is_available()),
             "body_models": ["anny", "smpl"],
-            "body_models_loaded": sorted({name for name, _ in self._models}),
+            "body_models_loaded": sorted({key[0] for key in self._models}),
             "skeletons": ["smpl24", "full"],
             "methods": ["fitting"],
             "initialiser": getattr(self.initialiser, "name", type(self.initialiser).__name__),
@@ -274,7 +269,8 @@ class Pipeline:
             "facing": "away from the camera" if targets.facing_away else "towards the camera",
             "feet_on_floor": targets.contact,
             "body_model": options.body_model,
-            "shape": {k: round(float(v), 4) for k, v in zip(getattr(body, "phenotype_labels", ()), shape)},
+            "shape": {k: round(float(v), 4) for k, v in zip(
+                getattr(body, "phenotype_labels", [f"beta{i}" for i in range(len(shape))]), shape)},
             "standing_height_m": round(float(rest_v[:, 2].max()), 3),
             "skeleton": {"name": rig["skeleton"].name, "joint_names": list(rig["skeleton"].joint_names)},
             "body_mesh": {"vertices": int(rest_v.shape[0]), "faces": int(faces.shape[0])},
@@ -313,7 +309,7 @@ class Pipeline:
         from munet.geometry.mesh import smooth_field, vertex_normals
 
         dense = body.dense_weights.numpy()
-        operator = self._operator(body.name, faces, rest_v.shape[0])
+        operator = self._operator(id(body), faces, rest_v.shape[0])
         caps = region_caps(dense, tuple(body.joint_names), vertex_normals(rest_v, faces))
         caps = smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS)  # no steps between regions
         skin_rotations = np.einsum("vj,jab->vab", dense, posed.global_rotations[0].numpy())
@@ -370,6 +366,8 @@ def _check_options(options: ReconstructOptions) -> list[str]:
             "not shipped); leave the checkpoint unset to use the fitting pipeline")
     if options.method == "network":
         notes.append("method 'network' asked, but no network checkpoint ships yet: used the fitting pipeline")
+    if options.body_model == "smpl" and options.skeleton != "smpl24":
+        raise BadOptionsError("SMPL has only the smpl24 skeleton: use skeleton='smpl24' with body_model='smpl'")
     if options.device == "cuda" and not torch.cuda.is_available():
         raise BadOptionsError("option device='cuda' but no CUDA device is available here: use device='cpu' or 'auto'")
     if options.device in ("cuda", "auto") and torch.cuda.is_available():
@@ -403,9 +401,7 @@ def _alignment(fitter, rest_v, posed_v, pelvis_m, clothing, faces, camera, targe
     if clothing is not None:
         uv_clothed, _ = camera.project(clothing.posed_vertices_m.astype(np.float64))
         out["clothed_iou"] = round(silhouette_iou(rasterize_silhouette(uv_clothed, faces, height, width), targets.mask), 4)
-    regressor = _regressor(fitter)
-    with torch.no_grad():
-        landmarks = regressor(torch.from_numpy(posed_v)[None].to(regressor.weights.dtype))[0].numpy()
+    landmarks = fitter.regress_landmarks(posed_v.astype(np.float64))
     model_px, landmark_depth = camera.project(landmarks.astype(np.float64))
     scored = detection.seen.copy()
     if targets.facing_away:  # MediaPipe's face points land on the back of the head: not scored
@@ -424,14 +420,6 @@ def _alignment(fitter, rest_v, posed_v, pelvis_m, clothing, faces, camera, targe
         "model_keypoints_px": np.round(model_px, 1).tolist(),
     })
     return out
-
-
-def _regressor(fitter):
-    if not hasattr(fitter, "_metrics_regressor"):
-        from munet.body.keypoints import MediaPipeRegressor
-
-        fitter._metrics_regressor = MediaPipeRegressor()
-    return fitter._metrics_regressor
 
 
 _DEFAULT: Pipeline | None = None

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from munet.body.base import BodyModel
-from munet.body.keypoints import mediapipe_regressor_arrays
 from munet.fitting import camera as cam
 from munet.fitting.landmarks import BONE_FROM, BONE_TO, bone_weights, extend_with_midpoints
 from munet.fitting.lm import levenberg_marquardt
+from munet.fitting.smpl_landmarks import landmark_arrays
 from munet.fitting.pose import (
     JOINT,
     POSE_SIZE,
@@ -166,7 +166,8 @@ class BodyFitter:
         self.weights = weights or FitWeights()
         self.subset = SubsetBody(body, DTYPE)
         self.limits = PoseLimits(DTYPE)
-        indices, lm_weights = mediapipe_regressor_arrays()
+        indices, lm_weights = landmark_arrays(body)
+        self.landmark_indices, self.landmark_regressor_weights = indices, lm_weights
         support = np.unique(indices)
         mix = np.zeros((indices.shape[0], support.size), np.float64)
         rows = np.repeat(np.arange(indices.shape[0]), indices.shape[1])
@@ -210,6 +211,11 @@ class BodyFitter:
             "joints": joints,
             "rotations": rotations,
         }
+
+    def regress_landmarks(self, vertices: np.ndarray) -> np.ndarray:
+        """(V, 3) full-mesh vertices -> (33, 3) MediaPipe landmarks (the exact regressor, for metrics)."""
+        gathered = vertices[self.landmark_indices]  # (33, K, 3)
+        return np.einsum("lk,lkc->lc", self.landmark_regressor_weights, gathered)
 
     def landmarks_and_joints(self, state: FitState) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 33, 3) landmarks and (B, 24, 3) joints of each candidate, world frame."""
