@@ -237,3 +237,25 @@ def test_smpl_body_model_from_user_files(pipeline, tmp_path):
     with pytest.raises(BadOptionsError, match="smpl24"):
         pipeline.reconstruct(_photo("grace_hopper.jpg"), ReconstructOptions(body_model="smpl", smpl_dir=str(tmp_path),
                                                                              skeleton="full"))
+
+
+def test_texture_shows_the_photo_where_the_surface_is_seen(lunge):
+    """Sampling the texture at a visible face's UV gives the photo's colour where that face projects."""
+    import io
+
+    from PIL import Image
+
+    from munet.detect import load_image
+    from munet.texture import visible_faces
+
+    texture = np.asarray(Image.open(io.BytesIO(lunge.texture.image_bytes)).convert("RGB"), np.float64)
+    photo = load_image(_photo("lunge.jpg")).rgb.astype(np.float64)
+    surface = lunge.clothed
+    visible = np.flatnonzero(visible_faces(surface.posed_vertices_m, surface.faces, lunge.camera))
+    chosen = visible[:: max(1, visible.size // 400)]
+    uv_centre = surface.uv_per_corner[chosen].mean(1)
+    tex_px = np.stack([uv_centre[:, 0] * lunge.texture.width, (1 - uv_centre[:, 1]) * lunge.texture.height], 1)
+    photo_px, _ = lunge.camera.project(surface.posed_vertices_m[surface.faces[chosen]].mean(1).astype(np.float64))
+    from_texture = texture[tex_px[:, 1].astype(int).clip(0, texture.shape[0] - 1), tex_px[:, 0].astype(int).clip(0, texture.shape[1] - 1)]
+    from_photo = photo[photo_px[:, 1].astype(int).clip(0, photo.shape[0] - 1), photo_px[:, 0].astype(int).clip(0, photo.shape[1] - 1)]
+    assert np.median(np.abs(from_texture - from_photo)) < 20  # JPEG and resampling, not a wrong mapping
