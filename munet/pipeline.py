@@ -194,8 +194,9 @@ class Pipeline:
         detection = self.detector.detect(loaded)
         body = self._body(options.body_model, "smpl24", options.smpl_dir)
         fitter = self._fitter(options.body_model, options.smpl_dir)
-        focal, focal_source = cam.focal_px(loaded.width, loaded.height, loaded.focal_px_from_exif)
-        targets = targets_from_detection(detection, focal)
+        focal_prior, focal_source = cam.focal_px(loaded.width, loaded.height, loaded.focal_px_from_exif)
+        sigma = cam.EXIF_FOCAL_LOG_SIGMA if focal_source == "exif" else cam.FOCAL_LOG_SIGMA
+        targets = targets_from_detection(detection, focal_prior, focal_log_sigma=sigma)
 
         stages.begin("initialise")
         state = self.initialiser(targets, fitter)
@@ -216,6 +217,7 @@ class Pipeline:
             state = fitter.fit(targets, state, options.refine_iterations, silhouette=True, fit_shape=True).state
         posed, rotations = full_body(body, state)
         pitch, height = float(state.pitch_rad[0]), float(state.height_m[0])
+        focal = float(state.focal_px(focal_prior)[0])
         R, t = cam.camera_extrinsics(pitch, height)
         camera = Camera(focal_px=(focal, focal), principal_point_px=targets.principal_px, image_size=targets.image_size,
                         R_world_to_cam=R, t_world_to_cam_m=t)
@@ -278,7 +280,8 @@ class Pipeline:
                 "vertices": int(rest_v.shape[0]), "faces": int(faces.shape[0]),
                 "max_offset_m": round(float(clothing.offsets_m.max()), 4),
                 "mean_offset_m": round(float(clothing.offsets_m.mean()), 4)},
-            "camera": {"focal_px": round(focal, 2), "focal_source": focal_source,
+            "camera": {"focal_px": round(focal, 2), "focal_prior_px": round(focal_prior, 2),
+                       "focal_source": "exif" if focal_source == "exif" else "estimated",
                        "pitch_deg": round(float(np.degrees(pitch)), 2), "height_m": round(height, 3)},
             "timings_ms": timings,
             "alignment": alignment,

@@ -80,8 +80,8 @@ class FitState:
     """B candidates being fitted.
 
     root_init: (B, 3, 3) fixed root rotations; pose: (B, POSE_SIZE) packed (``munet.fitting.pose``);
-    translation_m: (B, 3) world; camera: (B, 2) pitch (rad, positive looks down) and height above the
-    floor (m); shape: (B, S) body shape; names: (B,) candidate names. All float64.
+    translation_m: (B, 3) world; camera: (B, 3) pitch (rad, positive looks down), height above the
+    floor (m) and log focal scale (focal = ``targets.focal_px * exp(camera[:, 2])``); shape: (B, S) body shape; names: (B,) candidate names. All float64.
     """
 
     root_init: torch.Tensor
@@ -111,6 +111,10 @@ class FitState:
     @property
     def height_m(self) -> torch.Tensor:
         return self.camera[:, 1]
+
+    def focal_px(self, prior_focal_px: float) -> torch.Tensor:
+        """(B,) each candidate's focal length in pixels."""
+        return prior_focal_px * torch.exp(self.camera[:, 2])
 
 
 @dataclasses.dataclass
@@ -226,20 +230,21 @@ class BodyFitter:
 
     def residuals(self, targets: FitTargets, rows: dict[str, torch.Tensor], pairs: dict | None = None,
                   world_weight: float | None = None, rest_cache=None) -> dict[str, torch.Tensor]:
-        """Residual groups (each (N, R_g)) for N parameter rows (see ``evaluate``; plus camera (N, 2))."""
+        """Residual groups (each (N, R_g)) for N parameter rows (see ``evaluate``; plus camera (N, 3))."""
         w = self.weights
         t = _tensors(targets)
         extra = pairs["points"] if pairs is not None else None
         out = self.evaluate(rows, extra, rest_cache)
         pitch, height = rows["camera"][:, 0], rows["camera"][:, 1]
+        focal = targets.focal_px * torch.exp(rows["camera"][:, 2])
         res: dict[str, torch.Tensor] = {}
 
-        uv, depth = cam.project(out["landmarks"], pitch, height, targets.focal_px, targets.principal_px)
+        uv, depth = cam.project(out["landmarks"], pitch, height, focal, targets.principal_px)
         err = (uv - t["keypoints"]) / targets.scale_px * 100.0  # (N, 33, 2) % of height
         res["keypoints"] = (math.sqrt(w.keypoints) * _cauchy(err, w.keypoint_robust_pct) * t["keypoint_sqrt_w"][:, None]).flatten(1)
 
         if pairs is not None:
-            uv_extra, _ = cam.project(out["extra"], pitch, height, targets.focal_px, targets.principal_px)
+            uv_extra, _ = cam.project(out["extra"], pitch, height, focal, targets.principal_px)
             err = (uv_extra[:, pairs["local"]] - pairs["targets"]) / targets.scale_px * 100.0
             res["silhouette"] = (_cauchy(err, w.silhouette_robust_pct) * pairs["sqrt_w"][:, None]).flatten(1)
 
@@ -271,6 +276,7 @@ class BodyFitter:
             math.sqrt(w.camera_pitch) * pitch / math.radians(30.0),
             math.sqrt(w.camera_height) * torch.relu(0.2 - height),
             10.0 * torch.relu(0.5 - depth).sum(1),  # everything in front of the camera
+            rows["camera"][:, 2] / targets.focal_log_sigma,  # focal near its prior (EXIF: held)
         ], 1)
         return res
 
@@ -322,8 +328,8 @@ class BodyFitter:
                 "root_init": state.root_init[owner],
                 "pose": x[:, :POSE_SIZE],
                 "translation": x[:, POSE_SIZE : POSE_SIZE + 3],
-                "camera": x[:, POSE_SIZE + 3 : POSE_SIZE + 5],
-                "shape": to_shape(x[:, POSE_SIZE + 5 :]) if fit_shape else state.shape[owner],
+                "camera": x[:, POSE_SIZE + 3 : POSE_SIZE + 6],
+                "shape": to_shape(x[:, POSE_SIZE + 6 :]) if fit_shape else state.shape[owner],
             }
             return rows
 
@@ -369,8 +375,8 @@ class BodyFitter:
         from scipy.spatial import cKDTree
 
         out, _ = full_body(self.body, state)
-        uv, _ = cam.project(out.vertices_m.to(DTYPE), state.pitch_rad[:1], state.height_m[:1], targets.focal_px,
-                            targets.principal_px)
+        uv, _ = cam.project(out.vertices_m.to(DTYPE), state.pitch_rad[:1], state.height_m[:1],
+                            state.focal_px(targets.focal_px)[:1], targets.principal_px)
         uv = uv[0].numpy()
         width, height = targets.image_size
         small = (max(1, int(round(height * raster_scale))), max(1, int(round(width * raster_scale))))

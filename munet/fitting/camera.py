@@ -18,7 +18,12 @@ import torch
 
 DEFAULT_FOCAL_PER_DIAGONAL = 1.2
 """Focal length in pixels per pixel of image diagonal when EXIF has none (~52 mm full-frame equivalent,
-a typical portrait/standard lens; DESIGN.md §7: the 2D fit barely depends on it)."""
+a typical portrait/standard lens; DESIGN.md §7: the 2D fit barely depends on it). The fit then estimates
+the focal length around it (``FOCAL_LOG_SIGMA``)."""
+FOCAL_LOG_SIGMA = 0.35
+"""Prior spread of log(focal / default) when the focal length is estimated (about x0.7 .. x1.4)."""
+EXIF_FOCAL_LOG_SIGMA = 0.02
+"""When EXIF gives the focal length it is (nearly) held."""
 
 
 def focal_px(width: int, height: int, exif_focal_px: float | None) -> tuple[float, str]:
@@ -40,17 +45,20 @@ def world_to_camera_rotation(pitch_rad: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -1).reshape(pitch_rad.shape + (3, 3))
 
 
-def project(points_m: torch.Tensor, pitch_rad: torch.Tensor, height_m: torch.Tensor, focal: float,
+def project(points_m: torch.Tensor, pitch_rad: torch.Tensor, height_m: torch.Tensor, focal: float | torch.Tensor,
             principal: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Project world points (B, N, 3) through the camera of each batch item.
 
-    pitch_rad, height_m: (B,). Returns pixels (B, N, 2) and camera depth (B, N) in metres.
+    pitch_rad, height_m: (B,); focal: pixels, a number or (B,). Returns pixels (B, N, 2) and camera depth
+    (B, N) in metres.
     """
     rotation = world_to_camera_rotation(pitch_rad)
     centre = torch.stack([torch.zeros_like(height_m), torch.zeros_like(height_m), height_m], -1)
     cam = torch.einsum("bij,bnj->bni", rotation, points_m - centre[:, None])
     depth = cam[..., 2]
     safe = depth.clamp_min(1e-3)
+    if torch.is_tensor(focal):
+        focal = focal[:, None, None]
     uv = cam[..., :2] / safe[..., None] * focal + cam.new_tensor(principal)
     return uv, depth
 

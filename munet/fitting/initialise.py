@@ -69,14 +69,15 @@ class WorldKeypointInitialiser:
         hinge = hinge_init_from_degrees(batch, dtype=DTYPE)
         pose = pack_pose(torch.zeros(batch, 3, dtype=DTYPE), torch.zeros(batch, 24, 3, dtype=DTYPE), hinge)
         state = FitState(root_init=roots, pose=pose, translation_m=torch.zeros(batch, 3, dtype=DTYPE),
-                         camera=torch.zeros(batch, 2, dtype=DTYPE), shape=fitter.default_shape.expand(batch, -1).clone(),
+                         camera=torch.zeros(batch, 3, dtype=DTYPE), shape=fitter.default_shape.expand(batch, -1).clone(),
                          names=names)
         state = fitter.fit_directions(targets, state, torch.from_numpy(worlds), self.iterations)
         with torch.no_grad():
             out = fitter.evaluate({"root_init": state.root_init, "pose": state.pose, "translation": state.translation_m,
                                    "shape": state.shape})
         translation, height = _place(out["landmarks"].numpy(), out["all"][..., 2].numpy(), targets)
-        camera = torch.stack([torch.zeros(batch, dtype=DTYPE), torch.from_numpy(height).to(DTYPE)], 1)
+        zero = torch.zeros(batch, dtype=DTYPE)
+        camera = torch.stack([zero, torch.from_numpy(height).to(DTYPE), zero], 1)
         return dataclasses.replace(state, translation_m=torch.from_numpy(translation).to(DTYPE), camera=camera)
 
 

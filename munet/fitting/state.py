@@ -37,4 +37,5 @@ class FitTargets:
     seen: np.ndarray
     world_weights: np.ndarray
     joint_prior_scale: np.ndarray | None = None  # (24,) pose-prior multiplier, > 1 for unseen limbs
+    focal_log_sigma: float = 0.35  # prior spread of log(focal / focal_px): estimated, or held when from EXIF
     cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # torch views, see body_fit

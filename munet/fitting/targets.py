@@ -77,8 +77,9 @@ def joint_prior_scale(seen: np.ndarray) -> np.ndarray:
 
 
 def targets_from_detection(detection: Detection, focal_px: float, principal_px: tuple[float, float] | None = None,
-                           rng: np.random.Generator | None = None) -> FitTargets:
-    """FitTargets for a detection. principal_px defaults to the image centre."""
+                           rng: np.random.Generator | None = None, focal_log_sigma: float = 0.35) -> FitTargets:
+    """FitTargets for a detection. principal_px defaults to the image centre; focal_log_sigma: how far the
+    fit may move the focal length (``munet.fitting.camera.FOCAL_LOG_SIGMA`` / ``EXIF_FOCAL_LOG_SIGMA``)."""
     width, height = detection.image_size
     principal = principal_px or (0.5 * width, 0.5 * height)
     world = detection.world_keypoints_m.astype(np.float32)
@@ -111,4 +112,5 @@ def targets_from_detection(detection: Detection, focal_px: float, principal_px: 
         seen=seen,
         world_weights=np.where(seen, visibility, 0.0).astype(np.float32),
         joint_prior_scale=joint_prior_scale(seen),
+        focal_log_sigma=focal_log_sigma,
     )
