@@ -12,7 +12,9 @@ between them):
 5. ``clothing``: normal offsets within per-region caps (``munet.fitting.clothing``).
 6. ``rig``: the pose and skin on the requested skeleton (smpl24 or Anny's full one).
 7. ``texture``: the photo projected onto the visible front (``munet.texture``).
-8. ``metrics``: silhouette IoU (clothed and body) and keypoint error, the depth report.
+8. ``depth_check`` (feet seen on the floor only): the candidates refitted without the floor term, so the
+   report can say whether the ground plane decided the legs' depth.
+9. ``metrics``: silhouette IoU (clothed and body) and keypoint error, the depth report.
 
 The heavy objects (body model ~2 s, keypoint regressor ~1 s, MediaPipe) are loaded once by ``Pipeline``.
 """
@@ -36,13 +38,15 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, float], None]
 
-STAGES = ("detect", "initialise", "fit", "refine", "clothing", "rig", "texture", "metrics")
+STAGES = ("detect", "initialise", "fit", "refine", "clothing", "rig", "texture", "depth_check", "metrics")
 # rough share of the total time each stage takes, for progress fractions
-_STAGE_START = {"detect": 0.0, "initialise": 0.08, "fit": 0.2, "refine": 0.45, "clothing": 0.75, "rig": 0.82,
-                "texture": 0.85, "metrics": 0.92}
+_STAGE_START = {"detect": 0.0, "initialise": 0.07, "fit": 0.15, "refine": 0.38, "clothing": 0.6, "rig": 0.68,
+                "texture": 0.7, "depth_check": 0.75, "metrics": 0.92}
 
 FIT_ITERATIONS = 25
 """Iterations of the batched candidate fit (stage ``fit``); ``refine_iterations`` drives ``refine``."""
+DEPTH_CHECK_ITERATIONS = 12
+"""Iterations of the ``depth_check`` refit without the floor (explains whether the ground plane decided)."""
 
 
 @contextlib.contextmanager
@@ -97,11 +101,13 @@ class Pipeline:
 
     body_model: the model loaded up front (others load on first use). initialiser: where fits start
     (default: ``munet.fitting.initialise.default_initialiser()``). fit_threads: torch threads during the
-    fit (None leaves torch's setting alone). One reconstruction runs at a time per instance.
+    fit (None leaves torch's setting alone). explain_depth: when the feet are seen on the floor, refit
+    without the floor term (stage ``depth_check``, ~0.2 s) so the report can say whether the ground plane
+    decided the legs' depth. One reconstruction runs at a time per instance.
     """
 
     def __init__(self, body_model: str = "anny", smpl_dir: str | None = None, initialiser=None,
-                 fit_threads: int | None = 1, detector=None):
+                 fit_threads: int | None = 1, detector=None, explain_depth: bool = True):
         from munet.detect import PoseDetector
         from munet.fitting.initialise import default_initialiser
 
@@ -110,6 +116,7 @@ class Pipeline:
         self._operators: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.fit_threads = fit_threads
+        self.explain_depth = explain_depth
         self.initialiser = initialiser or default_initialiser()
         started = time.perf_counter()
         self._fitter(body_model, smpl_dir)
@@ -187,6 +194,7 @@ class Pipeline:
         from munet.detect import LoadedImage, load_image
         from munet.fitting import camera as cam
         from munet.fitting.body_fit import full_body
+        from munet.fitting.depth import cue_votes, depth_report, ground_ablation
         from munet.fitting.targets import targets_from_detection
 
         stages.begin("detect")
@@ -200,6 +208,7 @@ class Pipeline:
 
         stages.begin("initialise")
         state = self.initialiser(targets, fitter)
+        initial_state = state
         targets.scale_px = _person_height_px(fitter, state, targets)
         targets.cache.clear()
 
@@ -243,13 +252,16 @@ class Pipeline:
                                         targets.mask)
             texture, uv = projected.texture, projected.uv_per_corner
 
+        without_ground = None
+        if self.explain_depth and "ground_plane" in cue_votes(detection, targets):
+            stages.begin("depth_check")
+            without_ground = ground_ablation(fitter, targets, initial_state, DEPTH_CHECK_ITERATIONS)
+
         stages.begin("metrics")
         alignment = _alignment(fitter, rest_v, posed_v, posed.joints_m[0, 0].numpy(), clothing, faces, camera,
                                targets, detection)
-        from munet.fitting.depth import depth_report
-
         depth = depth_report(detection, targets, posed.joints_m[0].numpy(), posed.global_rotations[0, 0].numpy(), camera,
-                             hypotheses, chosen)
+                             hypotheses, chosen, without_ground)
         timings = stages.finish()
 
         skin = rig["skin"]

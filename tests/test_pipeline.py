@@ -94,6 +94,11 @@ def test_lunge_depth_front_left_leg_away_from_camera(lunge):
     assert depth_report["final"]["torso_faces"] == "away from the camera"
     assert depth_report["agreement"]["ground_plane"] is True
     assert depth_report["cues"]["ground_plane"]["farther_foot"] == "left"
+    # which cue won is explained: MediaPipe's world keypoints put the right knee farther; the refit
+    # without the floor term lands on a wrong-depth candidate, so the ground plane decided
+    assert depth_report["agreement"]["mediapipe_world"] is False
+    assert depth_report["deciding_cue"] == "ground_plane"
+    assert depth_report["without_ground"]["changes_the_result"] is True
 
 
 def test_reconstruction_is_a_consistent_rig(lunge):

@@ -229,9 +229,9 @@ class BodyFitter:
     # ---- residuals ------------------------------------------------------------------------------
 
     def residuals(self, targets: FitTargets, rows: dict[str, torch.Tensor], pairs: dict | None = None,
-                  world_weight: float | None = None, rest_cache=None) -> dict[str, torch.Tensor]:
+                  weights: FitWeights | None = None, rest_cache=None) -> dict[str, torch.Tensor]:
         """Residual groups (each (N, R_g)) for N parameter rows (see ``evaluate``; plus camera (N, 3))."""
-        w = self.weights
+        w = weights or self.weights
         t = _tensors(targets)
         extra = pairs["points"] if pairs is not None else None
         out = self.evaluate(rows, extra, rest_cache)
@@ -256,7 +256,7 @@ class BodyFitter:
         ground.append(math.sqrt(w.ground_penetration / below.shape[1]) * below)
         res["ground"] = torch.cat(ground, 1)
 
-        ww = w.world if world_weight is None else world_weight
+        ww = w.world
         if ww > 0:
             rotation = cam.world_to_camera_rotation(pitch)
             cam_pts = torch.einsum("nij,nkj->nki", rotation, out["landmarks"])
@@ -283,8 +283,9 @@ class BodyFitter:
     # ---- fitting ---------------------------------------------------------------------------------
 
     def fit(self, targets: FitTargets, state: FitState, iterations: int, silhouette: bool = False,
-            refresh_every: int = 5, fit_shape: bool = False, world_weight: float | None = None) -> FitResult:
-        """Levenberg-Marquardt on pose, translation, camera (and shape) of every candidate."""
+            refresh_every: int = 5, fit_shape: bool = False, weights: FitWeights | None = None) -> FitResult:
+        """Levenberg-Marquardt on pose, translation, camera (and shape) of every candidate. weights: override
+        the fitter's loss weights for this call (e.g. to see what a cue decides by switching it off)."""
         state = dataclasses.replace(state, names=list(state.names))
         done = 0
         pairs = None
@@ -294,18 +295,18 @@ class BodyFitter:
             steps = min(chunk, iterations - done)
             if silhouette:
                 pairs = self.silhouette_pairs(state, targets)
-            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, world_weight)
+            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights)
             done += steps
             # with fresh correspondences barely changing the cost, further refreshes would not move it
             if previous is not None and bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all()):
                 break
             previous = cost
         with torch.no_grad():
-            res = self.residuals(targets, _rows(state), pairs, world_weight)
+            res = self.residuals(targets, _rows(state), pairs, weights)
         return FitResult(state, {k: (v**2).sum(1) for k, v in res.items()})
 
     def _solve(self, targets: FitTargets, state: FitState, iterations: int, pairs, fit_shape: bool,
-               world_weight: float | None) -> tuple[FitState, int, torch.Tensor]:
+               weights: FitWeights | None) -> tuple[FitState, int, torch.Tensor]:
         n_shape = state.shape.shape[1] if fit_shape else 0
         low, high = self.body.shape_bounds or (None, None)
 
@@ -335,7 +336,7 @@ class BodyFitter:
 
         def residual_fn(x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
             cache = None if rest_cache is None else ([p[owner] for p in rest_cache[0]], rest_cache[1][owner])
-            res = self.residuals(targets, unpack(x, owner), pairs, world_weight, cache)
+            res = self.residuals(targets, unpack(x, owner), pairs, weights, cache)
             return torch.cat(list(res.values()), 1)
 
         x, r, used = levenberg_marquardt(residual_fn, x0, iterations)

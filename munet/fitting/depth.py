@@ -64,8 +64,41 @@ def cue_votes(detection: Detection, targets: FitTargets) -> dict:
     return votes
 
 
+def leg_depth_differences(fitter, targets: FitTargets, state) -> list[tuple[float, float]]:
+    """Per candidate of a ``FitState``: (left - right knee depth, left - right ankle depth) in metres."""
+    import torch
+
+    from munet.fitting import camera as cam
+
+    with torch.no_grad():
+        _, joints = fitter.landmarks_and_joints(state)
+        _, depth = cam.project(joints, state.pitch_rad, state.height_m, state.focal_px(targets.focal_px),
+                               targets.principal_px)
+    knee = depth[:, JOINT["left_knee"]] - depth[:, JOINT["right_knee"]]
+    ankle = depth[:, JOINT["left_ankle"]] - depth[:, JOINT["right_ankle"]]
+    return [(round(float(k), 3), round(float(a), 3)) for k, a in zip(knee, ankle)]
+
+
+def ground_ablation(fitter, targets: FitTargets, initial_state, iterations: int) -> dict:
+    """Refit from the initial candidate(s) with the floor term switched off: does the leg depth order change?
+
+    Returns the refit's (left - right) knee and ankle depths and which candidate it kept. Comparing them
+    with the full result says whether the ground plane decided the depth.
+    """
+    import dataclasses
+
+    import torch
+
+    weights = dataclasses.replace(fitter.weights, ground_contact=0.0, ground_penetration=0.0)
+    fitted = fitter.fit(targets, initial_state, iterations, weights=weights)
+    best = int(torch.argmin(fitted.total()))
+    knee, ankle = leg_depth_differences(fitter, targets, fitted.state.select(best))[0]
+    return {"left_knee_minus_right_knee_m": knee, "left_ankle_minus_right_ankle_m": ankle,
+            "hypothesis": fitted.names[best]}
+
+
 def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray, root_rotation: np.ndarray,
-                 camera: Camera, hypotheses: list[dict], chosen: str) -> dict:
+                 camera: Camera, hypotheses: list[dict], chosen: str, without_ground: dict | None = None) -> dict:
     """The report's ``depth`` section.
 
     joints_m: (24, 3) posed smpl24 joints, world frame; root_rotation: (3, 3) the pelvis's global rotation;
@@ -93,10 +126,11 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
 
     ranked = sorted(hypotheses, key=lambda h: h["total"])
     deciding = None
-    if len(ranked) > 1:
-        best, runner = ranked[0], ranked[1]
-        margins = {k: runner["terms"][k] - best["terms"][k] for k in best["terms"]}
-        deciding = max(margins, key=margins.get)
+    if without_ground is not None:
+        ablated_ankle = _farther(without_ground["left_ankle_minus_right_ankle_m"], 0.0, 0.03)
+        ablated_knee = _farther(without_ground["left_knee_minus_right_knee_m"], 0.0, 0.03)
+        without_ground["changes_the_result"] = (ablated_ankle, ablated_knee) != (final_ankle, final_knee)
+        deciding = "ground_plane" if without_ground["changes_the_result"] else "keypoints_and_priors"
     summary = f"result: {final_knee} knee and {final_ankle} ankle farther, torso {final['torso_faces']}; "
     if not agreement:
         summary += "no leg depth cue was visible (legs held by the standing prior)"
@@ -104,6 +138,10 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
         summary += f"agrees with {', '.join(k for k, v in agreement.items() if v) or 'no cue'}"
         if not all(agreement.values()):
             summary += f"; disagrees with {', '.join(k for k, v in agreement.items() if not v)}"
+        if deciding == "ground_plane":
+            summary += "; the ground plane decided it (without it the leg depth order changes)"
+        elif deciding is not None:
+            summary += "; the 2D fit with joint limits decides it even without the ground plane"
     return {
         "final": final,
         "cues": votes,
@@ -111,6 +149,7 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
         "hypotheses": [{"name": h["name"], "total": round(h["total"], 3),
                         "terms": {k: round(v, 3) for k, v in h["terms"].items()}} for h in ranked],
         "chosen_hypothesis": chosen,
-        "deciding_term": deciding,
+        "deciding_cue": deciding,
+        "without_ground": without_ground,
         "summary": summary,
     }
