@@ -131,8 +131,13 @@ def generate_dataset(out: pathlib.Path, config: DataConfig, seed: int, count: in
 
 
 def verify_dataset(root: pathlib.Path, workers: int = 2) -> list[str]:
-    """Regenerate a dataset from its manifest and compare shard hashes; returns mismatching shard names."""
+    """Check the shards on disk against the manifest's hashes, then regenerate the dataset from its
+    manifest and compare; returns the names of shards that differ either way."""
     manifest = shards.read_manifest(root)
+    damaged = [s["file"] for s in manifest["shards"]
+               if not (root / s["file"]).is_file() or shards.file_sha256(root / s["file"]) != s["sha256"]]  # fmt: skip
+    if damaged:
+        return damaged
     config = data_config_from_dict(manifest["config"])
     tmp = root.parent / (root.name + f".verify-{os.getpid()}")
     try:

@@ -90,7 +90,10 @@ def write_shard(path: pathlib.Path, sample: dict[str, np.ndarray], vertex_dtype:
 
     arrays, encoding = encode(sample, vertex_dtype)
     tmp = path.with_suffix(".tmp")
-    save_file(arrays, str(tmp), metadata={"format": FORMAT, "encoding": json.dumps(encoding, sort_keys=True)})
+    # one metadata entry: safetensors keeps metadata in a hash map whose order (hence the file's bytes)
+    # varies between calls when there are several keys
+    header = json.dumps({"format": FORMAT, "encoding": encoding}, sort_keys=True)
+    save_file(arrays, str(tmp), metadata={"munet": header})
     digest = file_sha256(tmp)
     tmp.replace(path)
     return digest
@@ -112,10 +115,10 @@ class ShardReader:
 
         self.path = pathlib.Path(path)
         self._file = safe_open(str(self.path), framework="np")
-        metadata = self._file.metadata() or {}
+        metadata = json.loads((self._file.metadata() or {}).get("munet", "{}"))
         if metadata.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a {FORMAT} shard (format {metadata.get('format')!r})")
-        self.encoding = json.loads(metadata["encoding"])
+        self.encoding = metadata["encoding"]
         self.keys = tuple(self._file.keys())
         self._length = self._file.get_slice(self.keys[0]).get_shape()[0]
 

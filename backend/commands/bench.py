@@ -1,0 +1,46 @@
+"""`munet bench`: the evaluation benchmark (``training/evaluate.py``) from the command line.
+
+Runs the chosen methods side by side on the fixed held-out synthetic test set (generated on first use
+from ``training/configs/testset.yaml``, bit-identically) and optionally on real photos, prints the
+metric table and writes the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+
+HELP = "benchmark methods (fitting, network, ablations) on the held-out synthetic set and real photos"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--methods", default="floor,fitting",
+                        help="comma-separated: fitting, network[:CHECKPOINT], floor, oracle, NAME=SPEC (default floor,fitting)")
+    parser.add_argument("--data", type=pathlib.Path, help="test set directory (default: data/testset in the repository)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N samples (quick runs)")
+    parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)), help="processes")
+    parser.add_argument("--out", type=pathlib.Path, help="write the JSON report here")
+    parser.add_argument("--real-photos", type=pathlib.Path, nargs="?", const=True,
+                        help="also check real photos (default folder: ../shared/images next to the repository)")
+    parser.add_argument("--overlays", type=pathlib.Path, help="folder for the real-photo overlay PNGs")
+    parser.add_argument("--no-synthetic", action="store_true", help="only the real-photo check")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training import evaluate
+
+    argv = ["--methods", args.methods, "--workers", str(args.workers), "--generate"]
+    if args.data is not None:
+        argv += ["--data", str(args.data)]
+    if args.limit is not None:
+        argv += ["--limit", str(args.limit)]
+    if args.out is not None:
+        argv += ["--out", str(args.out)]
+    if args.real_photos is not None:
+        argv += ["--real-photos"] + ([] if args.real_photos is True else [str(args.real_photos)])
+    if args.overlays is not None:
+        argv += ["--overlays", str(args.overlays)]
+    if args.no_synthetic:
+        argv += ["--no-synthetic"]
+    return evaluate.main(argv)
