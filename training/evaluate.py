@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated method specs: fitting, network[:CKPT], floor, oracle, NAME=SPEC (default floor,fitting)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
     parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)), help="processes")
-    parser.add_argument("--surface-points", type=int, default=10000, help="points sampled per surface for Chamfer/P2S")
+    parser.add_argument("--surface-points", type=int, default=5000, help="points sampled per surface for Chamfer/P2S")
     parser.add_argument("--out", type=pathlib.Path, help="write the JSON report here")
     parser.add_argument("--real-photos", type=pathlib.Path, nargs="?", const=DEFAULT_PHOTOS,
                         help=f"also run the real-photo check on a folder (default {DEFAULT_PHOTOS})")

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
 FAMILY_NAMES = tuple(poses.FAMILY_WEIGHTS)
 MAX_POSE_TRIES = 12
-CAMERA_POINTS_STRIDE = 7  # every 7th clothed vertex frames the camera (~2k points)
+CAMERA_POINTS_STRIDE = 13  # every 13th clothed vertex frames the camera (~1k points)
 
 
 @dataclasses.dataclass

@@ -272,6 +272,9 @@ ARM_GESTURES: dict[str, tuple[tuple[str, ...], dict, dict | None]] = {
     "dance_arms_2": (("dance", "stand"), {**_arms((-60, -50, 0), (10, 10, 0), elbows=(90, 80))}, None),
 }
 
+# relative weights of arm gestures among those that suit a pose (default 1)
+GESTURE_WEIGHTS = {"relaxed": 6.0, "relaxed_bent": 5.0, "slightly_out": 3.0}
+
 # how often each lower-body family is drawn (photos: mostly standing and walking)
 FAMILY_WEIGHTS = {
     "stand": 0.30, "walk": 0.14, "run": 0.07, "sit": 0.10, "sit_floor": 0.04, "kneel": 0.04, "crouch": 0.05,
@@ -576,7 +579,8 @@ def sample_poses(
         arm_name = "gait"
         if family not in ("walk", "run") or rng.random() < 0.3:
             fits = [a for a in range(len(library.arm_names)) if library.fits(k, a)]
-            fits_weights = np.array([3.0 if library.arm_names[a].startswith("relaxed") else 1.0 for a in fits])
+            # photos mostly show relaxed arms; every other gesture is equally likely
+            fits_weights = np.array([GESTURE_WEIGHTS.get(library.arm_names[a], 1.0) for a in fits])
             a = fits[rng.choice(len(fits), p=fits_weights / fits_weights.sum())]
             arm_name = library.arm_names[a]
             if ARM_GESTURES[arm_name][2]:

@@ -81,14 +81,15 @@ def rasterize(
         keep &= area < 0
     kept = torch.nonzero(keep.reshape(-1)).squeeze(1)  # (N,) indices into B*F
 
-    # gather the kept triangles' corners (and depths) once
+    # gather the kept triangles' corners (and depths) straight from the vertices
     need_depth = depth is not None
-    corner_columns = [xa, ya, xb, yb, xc, yc, ix0, ix1, iy0, iy1, area]
-    if need_depth:
-        z = depth.float()
-        corner_columns += [z[:, faces[:, 0]], z[:, faces[:, 1]], z[:, faces[:, 2]]]
-    corners = torch.stack(corner_columns, -1).reshape(-1, len(corner_columns)).index_select(0, kept)
-    xa, ya, xb, yb, xc, yc, ix0, ix1, iy0, iy1, area = corners[:, :11].unbind(1)
+    image_of = torch.div(kept, num_faces, rounding_mode="floor")
+    face_of = kept - image_of * num_faces
+    flat_points = pts.reshape(-1, 2)
+    base = image_of * points_px.shape[1]
+    corner_index = [base + faces[:, k].index_select(0, face_of) for k in range(3)]
+    (xa, ya), (xb, yb), (xc, yc) = (flat_points.index_select(0, i).unbind(1) for i in corner_index)
+    ix0, ix1, iy0, iy1, area = (t.reshape(-1).index_select(0, kept) for t in (ix0, ix1, iy0, iy1, area))
 
     # per kept triangle: its pixel rows (first, count), the bounds of its pixel columns, and each edge
     # as a bound on x along a row: edge e is the half-plane A_e x + B_e y + C_e >= 0 (oriented inside
@@ -110,7 +111,8 @@ def rasterize(
         columns += [torch.where(left, slope, 0.0), torch.where(left, offset, -inf),
                     torch.where(right, slope, 0.0), torch.where(right, offset, inf)]  # fmt: skip
     if need_depth:  # screen-space depth plane z = P x + Q y + S from the barycentric weights
-        zs = corners[:, 11:14].unbind(1)
+        flat_depth = depth.float().reshape(-1)
+        zs = [flat_depth.index_select(0, i) for i in corner_index]
         total_w = area.abs().clamp(min=1e-12)
         for j in range(3):
             columns.append(sum(edges[k][j] * zs[k] for k in range(3)) / total_w)

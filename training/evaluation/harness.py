@@ -34,7 +34,7 @@ METRIC_ORDER = (
 class Scorer:
     """Holds what the metrics need once (faces, the landmark regressor) and scores one prediction."""
 
-    def __init__(self, surface_points: int = 10000):
+    def __init__(self, surface_points: int = 5000):
         from munet.body.anny_model import AnnyBody
         from munet.body.keypoints import MediaPipeRegressor
 
@@ -139,7 +139,7 @@ def _evaluate_one(task: tuple[str, int]) -> dict:
     return record
 
 
-def run(root: str, specs: list[str], limit: int | None = None, workers: int = 1, surface_points: int = 10000) -> list[dict]:
+def run(root: str, specs: list[str], limit: int | None = None, workers: int = 1, surface_points: int = 5000) -> list[dict]:
     """Per-sample records for every method on the first ``limit`` samples of the dataset at ``root``."""
     from training.data.shards import read_manifest
 

@@ -152,7 +152,7 @@ def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, c
     return distance[rows, best], n
 
 
-def surface_metrics(pred_vertices: np.ndarray, true_vertices: np.ndarray, faces: np.ndarray, count: int = 10000,
+def surface_metrics(pred_vertices: np.ndarray, true_vertices: np.ndarray, faces: np.ndarray, count: int = 5000,
                     seed: int = 0) -> dict[str, float]:
     """Chamfer and P2S (cm) and normal consistency between two aligned meshes (see the module doc)."""
     rng = np.random.default_rng(seed)
