@@ -7,14 +7,14 @@ between them):
 2. ``initialise``: the pluggable initialiser (``munet.fitting.initialise``): today MediaPipe's world
    keypoints with leg-depth alternatives; the network later.
 3. ``fit``: all candidates fitted to the 2D keypoints, the floor, the world-keypoint directions and the
-   pose priors (``munet.fitting.body_fit``); the best is kept.
+   pose priors (``munet.fitting.body_fit``); the best is kept. When the feet are seen on the floor, the
+   same candidates are also fitted without the floor term, in the same batch, so the report can say
+   whether the ground plane decided the legs' depth.
 4. ``refine``: the kept body against keypoints + silhouette, shape free (``refine_iterations``).
 5. ``clothing``: normal offsets within per-region caps (``munet.fitting.clothing``).
 6. ``rig``: the pose and skin on the requested skeleton (smpl24 or Anny's full one).
 7. ``texture``: the photo projected onto the visible front (``munet.texture``).
-8. ``depth_check`` (feet seen on the floor only): the candidates refitted without the floor term, so the
-   report can say whether the ground plane decided the legs' depth.
-9. ``metrics``: silhouette IoU (clothed and body) and keypoint error, the depth report.
+8. ``metrics``: silhouette IoU (clothed and body) and keypoint error, the depth report.
 
 The heavy objects (body model ~2 s, keypoint regressor ~1 s, MediaPipe) are loaded once by ``Pipeline``.
 """
@@ -22,6 +22,7 @@ The heavy objects (body model ~2 s, keypoint regressor ~1 s, MediaPipe) are load
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -38,15 +39,13 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, float], None]
 
-STAGES = ("detect", "initialise", "fit", "refine", "clothing", "rig", "texture", "depth_check", "metrics")
+STAGES = ("detect", "initialise", "fit", "refine", "clothing", "rig", "texture", "metrics")
 # rough share of the total time each stage takes, for progress fractions
-_STAGE_START = {"detect": 0.0, "initialise": 0.07, "fit": 0.15, "refine": 0.38, "clothing": 0.6, "rig": 0.68,
-                "texture": 0.7, "depth_check": 0.75, "metrics": 0.92}
+_STAGE_START = {"detect": 0.0, "initialise": 0.07, "fit": 0.15, "refine": 0.5, "clothing": 0.7, "rig": 0.8,
+                "texture": 0.82, "metrics": 0.9}
 
 FIT_ITERATIONS = 25
 """Iterations of the batched candidate fit (stage ``fit``); ``refine_iterations`` drives ``refine``."""
-DEPTH_CHECK_ITERATIONS = 12
-"""Iterations of the ``depth_check`` refit without the floor (explains whether the ground plane decided)."""
 
 
 @contextlib.contextmanager
@@ -101,9 +100,9 @@ class Pipeline:
 
     body_model: the model loaded up front (others load on first use). initialiser: where fits start
     (default: ``munet.fitting.initialise.default_initialiser()``). fit_threads: torch threads during the
-    fit (None leaves torch's setting alone). explain_depth: when the feet are seen on the floor, refit
-    without the floor term (stage ``depth_check``, ~0.2 s) so the report can say whether the ground plane
-    decided the legs' depth. One reconstruction runs at a time per instance.
+    fit (None leaves torch's setting alone). explain_depth: when the feet are seen on the floor, also fit
+    the candidates without the floor term (in the ``fit`` batch) so the report can say whether the ground
+    plane decided the legs' depth. One reconstruction runs at a time per instance.
     """
 
     def __init__(self, body_model: str = "anny", smpl_dir: str | None = None, initialiser=None,
@@ -194,7 +193,7 @@ class Pipeline:
         from munet.detect import LoadedImage, load_image
         from munet.fitting import camera as cam
         from munet.fitting.body_fit import full_body
-        from munet.fitting.depth import cue_votes, depth_report, ground_ablation
+        from munet.fitting.depth import cue_votes, depth_report, leg_depth_differences
         from munet.fitting.targets import targets_from_detection
 
         stages.begin("detect")
@@ -208,17 +207,29 @@ class Pipeline:
 
         stages.begin("initialise")
         state = self.initialiser(targets, fitter)
-        initial_state = state
         targets.scale_px = _person_height_px(fitter, state, targets)
         targets.cache.clear()
 
         stages.begin("fit")
-        fitted = fitter.fit(targets, state, FIT_ITERATIONS)
+        check_depth = self.explain_depth and "ground_plane" in cue_votes(detection, targets)
+        batch = state.batch
+        if check_depth:  # the same candidates once more, without the floor term, in the same batch
+            ablated = dataclasses.replace(state, names=[f"{n} (no floor)" for n in state.names])
+            scale = torch.cat([torch.ones(batch), torch.zeros(batch)])
+            fitted = fitter.fit(targets, state.cat(ablated), FIT_ITERATIONS, group_scale={"ground": scale})
+        else:
+            fitted = fitter.fit(targets, state, FIT_ITERATIONS)
         totals = fitted.total()
-        best = int(torch.argmin(totals))
+        best = int(torch.argmin(totals[:batch]))
         hypotheses = [{"name": n, "total": float(totals[b]), "terms": {k: float(v[b]) for k, v in fitted.terms.items()}}
-                      for b, n in enumerate(fitted.names)]
+                      for b, n in enumerate(fitted.names[:batch])]
         chosen = fitted.names[best]
+        without_ground = None
+        if check_depth:
+            best_ablated = batch + int(torch.argmin(totals[batch:]))
+            knee, ankle = leg_depth_differences(fitter, targets, fitted.state.select(best_ablated))[0]
+            without_ground = {"left_knee_minus_right_knee_m": knee, "left_ankle_minus_right_ankle_m": ankle,
+                              "hypothesis": state.names[best_ablated - batch]}
         state = fitted.state.select(best)
 
         stages.begin("refine")
@@ -251,11 +262,6 @@ class Pipeline:
             projected = project_texture(loaded.rgb, surface_for_texture, faces, camera, detection.person_box_px,
                                         targets.mask)
             texture, uv = projected.texture, projected.uv_per_corner
-
-        without_ground = None
-        if self.explain_depth and "ground_plane" in cue_votes(detection, targets):
-            stages.begin("depth_check")
-            without_ground = ground_ablation(fitter, targets, initial_state, DEPTH_CHECK_ITERATIONS)
 
         stages.begin("metrics")
         alignment = _alignment(fitter, rest_v, posed_v, posed.joints_m[0, 0].numpy(), clothing, faces, camera,

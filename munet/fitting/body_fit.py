@@ -95,6 +95,12 @@ class FitState:
     def batch(self) -> int:
         return self.pose.shape[0]
 
+    def cat(self, other: "FitState") -> "FitState":
+        """This batch followed by another's."""
+        return FitState(torch.cat([self.root_init, other.root_init]), torch.cat([self.pose, other.pose]),
+                        torch.cat([self.translation_m, other.translation_m]), torch.cat([self.camera, other.camera]),
+                        torch.cat([self.shape, other.shape]), self.names + other.names)
+
     def select(self, index: int) -> "FitState":
         """Candidate ``index`` alone, its root correction folded into ``root_init``."""
         i = slice(index, index + 1)
@@ -283,9 +289,12 @@ class BodyFitter:
     # ---- fitting ---------------------------------------------------------------------------------
 
     def fit(self, targets: FitTargets, state: FitState, iterations: int, silhouette: bool = False,
-            refresh_every: int = 5, fit_shape: bool = False, weights: FitWeights | None = None) -> FitResult:
+            refresh_every: int = 5, fit_shape: bool = False, weights: FitWeights | None = None,
+            group_scale: dict[str, torch.Tensor] | None = None) -> FitResult:
         """Levenberg-Marquardt on pose, translation, camera (and shape) of every candidate. weights: override
-        the fitter's loss weights for this call (e.g. to see what a cue decides by switching it off)."""
+        the fitter's loss weights for this call; group_scale: per-candidate (B,) multipliers of residual
+        groups (e.g. ``{"ground": ...}`` with zeros to fit some candidates without the floor, in the same
+        batch)."""
         state = dataclasses.replace(state, names=list(state.names))
         done = 0
         pairs = None
@@ -295,18 +304,19 @@ class BodyFitter:
             steps = min(chunk, iterations - done)
             if silhouette:
                 pairs = self.silhouette_pairs(state, targets)
-            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights)
+            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights, group_scale)
             done += steps
             # with fresh correspondences barely changing the cost, further refreshes would not move it
             if previous is not None and bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all()):
                 break
             previous = cost
         with torch.no_grad():
-            res = self.residuals(targets, _rows(state), pairs, weights)
+            res = _scaled(self.residuals(targets, _rows(state), pairs, weights), group_scale, torch.arange(state.batch))
         return FitResult(state, {k: (v**2).sum(1) for k, v in res.items()})
 
     def _solve(self, targets: FitTargets, state: FitState, iterations: int, pairs, fit_shape: bool,
-               weights: FitWeights | None) -> tuple[FitState, int, torch.Tensor]:
+               weights: FitWeights | None, group_scale: dict[str, torch.Tensor] | None = None,
+               ) -> tuple[FitState, int, torch.Tensor]:
         n_shape = state.shape.shape[1] if fit_shape else 0
         low, high = self.body.shape_bounds or (None, None)
 
@@ -320,9 +330,11 @@ class BodyFitter:
 
         x0 = torch.cat([state.pose, state.translation_m, state.camera] + ([from_shape(state.shape)] if fit_shape else []), 1)
         rest_cache = None
+        shared = False
         if not fit_shape:
             sets = [self.landmark_points, self.sole_points] + ([pairs["points"]] if pairs is not None else [])
-            rest_cache = self.subset.rest(state.shape, sets)
+            shared = bool((state.shape == state.shape[:1]).all())  # one shape for all: broadcast, no copies
+            rest_cache = self.subset.rest(state.shape[:1] if shared else state.shape, sets)
 
         def unpack(x: torch.Tensor, owner: torch.Tensor) -> dict[str, torch.Tensor]:
             rows = {
@@ -335,8 +347,10 @@ class BodyFitter:
             return rows
 
         def residual_fn(x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-            cache = None if rest_cache is None else ([p[owner] for p in rest_cache[0]], rest_cache[1][owner])
-            res = self.residuals(targets, unpack(x, owner), pairs, weights, cache)
+            cache = rest_cache
+            if rest_cache is not None and not shared:
+                cache = ([p[owner] for p in rest_cache[0]], rest_cache[1][owner])
+            res = _scaled(self.residuals(targets, unpack(x, owner), pairs, weights, cache), group_scale, owner)
             return torch.cat(list(res.values()), 1)
 
         x, r, used = levenberg_marquardt(residual_fn, x0, iterations)
@@ -350,12 +364,13 @@ class BodyFitter:
         goal = bone_directions(world.to(DTYPE))  # (B, bones, 3)
         t = _tensors(targets)
         sqrt_w = t["bone_sqrt_w"]
-        rest_cache = self.subset.rest(state.shape, [self.landmark_points, self.sole_points])
+        shared = bool((state.shape == state.shape[:1]).all())
+        rest_cache = self.subset.rest(state.shape[:1] if shared else state.shape, [self.landmark_points, self.sole_points])
         zero = torch.zeros(1, 3, dtype=DTYPE)
 
         def residual_fn(x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
             rows = {"root_init": state.root_init[owner], "pose": x, "translation": zero.expand(len(owner), 3)}
-            cache = ([p[owner] for p in rest_cache[0]], rest_cache[1][owner])
+            cache = rest_cache if shared else ([p[owner] for p in rest_cache[0]], rest_cache[1][owner])
             out = self.evaluate(rows, None, cache)
             diff = (bone_directions(out["landmarks"]) - goal[owner]) * sqrt_w[:, None]
             return torch.cat([
@@ -407,6 +422,15 @@ class BodyFitter:
             "targets": torch.from_numpy(np.concatenate([mask_pts[nearest_mask], mask_pts])).to(DTYPE),
             "sqrt_w": torch.from_numpy(np.sqrt(np.concatenate([w_model, w_mask]))).to(DTYPE),
         }
+
+
+def _scaled(res: dict[str, torch.Tensor], group_scale: dict[str, torch.Tensor] | None, owner: torch.Tensor) -> dict:
+    """Residual groups with per-candidate multipliers applied (rows belong to candidates ``owner``)."""
+    if group_scale:
+        for name, scale in group_scale.items():
+            if name in res:
+                res[name] = res[name] * scale.to(res[name].dtype)[owner][:, None]
+    return res
 
 
 def _rows(state: FitState) -> dict[str, torch.Tensor]:

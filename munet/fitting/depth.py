@@ -79,24 +79,6 @@ def leg_depth_differences(fitter, targets: FitTargets, state) -> list[tuple[floa
     return [(round(float(k), 3), round(float(a), 3)) for k, a in zip(knee, ankle)]
 
 
-def ground_ablation(fitter, targets: FitTargets, initial_state, iterations: int) -> dict:
-    """Refit from the initial candidate(s) with the floor term switched off: does the leg depth order change?
-
-    Returns the refit's (left - right) knee and ankle depths and which candidate it kept. Comparing them
-    with the full result says whether the ground plane decided the depth.
-    """
-    import dataclasses
-
-    import torch
-
-    weights = dataclasses.replace(fitter.weights, ground_contact=0.0, ground_penetration=0.0)
-    fitted = fitter.fit(targets, initial_state, iterations, weights=weights)
-    best = int(torch.argmin(fitted.total()))
-    knee, ankle = leg_depth_differences(fitter, targets, fitted.state.select(best))[0]
-    return {"left_knee_minus_right_knee_m": knee, "left_ankle_minus_right_ankle_m": ankle,
-            "hypothesis": fitted.names[best]}
-
-
 def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray, root_rotation: np.ndarray,
                  camera: Camera, hypotheses: list[dict], chosen: str, without_ground: dict | None = None) -> dict:
     """The report's ``depth`` section.

@@ -71,7 +71,7 @@ def forward_kinematics_levels(rotations: torch.Tensor, rest_joints: torch.Tensor
     global_rot: list[torch.Tensor | None] = [None] * num
     posed: list[torch.Tensor | None] = [None] * num
     global_rot[0] = rotations[:, 0]
-    posed[0] = rest_joints[:, 0]
+    posed[0] = rest_joints[:, 0].expand(rotations.shape[0], 3)  # rest joints may have batch 1 (broadcast)
     for joints, pars in levels:
         parent_rot = torch.stack([global_rot[p] for p in pars], 1)  # (B, L, 3, 3)
         parent_pos = torch.stack([posed[p] for p in pars], 1)
@@ -159,17 +159,28 @@ class SubsetBody:
     def pose(self, rest: list[torch.Tensor], sets: list[PointSet], rest_joints: torch.Tensor, rotations: torch.Tensor,
              translation: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Pose each set's rest form (from ``rest``) with local rotations (B, J, 3, 3) and translation (B, 3):
-        posed points (B, N_k, 3) per set and posed joints (B, J, 3)."""
+        posed points (B, N_k, 3) per set and posed joints (B, J, 3). The rest forms and rest joints may have
+        batch 1 (one shape shared by every candidate): they broadcast."""
         global_rotations, joints = forward_kinematics_levels(rotations, rest_joints, self.body.parents, self.levels)
-        offsets = joints - torch.einsum("bjik,bjk->bji", global_rotations, rest_joints)  # (B, J, 3)
+        rotated = sum(global_rotations[..., k] * rest_joints[:, :, k : k + 1] for k in range(3))  # G_j @ J_j
+        offsets = joints - rotated  # (B, J, 3)
         transforms = torch.cat([global_rotations, offsets[..., None]], -1)  # (B, J, 3, 4)
         flat = transforms.flatten(2)  # (B, J, 12) row-major: R row 0, t0, R row 1, t1, ...
+        stacked = None
         posed = []
         for points, s in zip(rest, sets):
-            if s.regressed:
-                out = torch.einsum("bnjc,bjdc->bnd", points, transforms)
+            if s.regressed:  # sum_j T_j a_j: one (n, J*4) x (J*4, 3) product per candidate
+                batch = transforms.shape[0]
+                if stacked is None:
+                    stacked = transforms.transpose(-1, -2).reshape(batch, -1, 3)  # (B, J*4, 3)
+                flat_points = points.reshape(points.shape[0], points.shape[1], -1)  # (B or 1, n, J*4)
+                if flat_points.shape[0] == 1 and batch > 1:  # one shape for all: a single GEMM
+                    out = flat_points[0] @ stacked.transpose(0, 1).reshape(flat_points.shape[2], -1)  # (n, B*3)
+                    out = out.reshape(-1, batch, 3).transpose(0, 1)
+                else:
+                    out = flat_points @ stacked
             else:
-                blended = torch.einsum("nj,bjc->bnc", s.skin, flat).reshape(points.shape[:2] + (3, 4))
-                out = torch.einsum("bnik,bnk->bni", blended[..., :3], points) + blended[..., 3]
+                blended = torch.einsum("nj,bjc->bnc", s.skin, flat).reshape(flat.shape[0], -1, 3, 4)
+                out = blended[..., 3] + sum(blended[..., k] * points[:, :, k : k + 1] for k in range(3))
             posed.append(out + translation[:, None])
         return posed, joints + translation[:, None]
