@@ -29,18 +29,17 @@ from munet.body.base import BodyModel
 from munet.fitting import camera as cam
 from munet.fitting.landmarks import BONE_FROM, BONE_TO, bone_weights, extend_with_midpoints
 from munet.fitting.lm import levenberg_marquardt
-from munet.fitting.smpl_landmarks import landmark_arrays
 from munet.fitting.pose import (
     JOINT,
     POSE_SIZE,
     PoseLimits,
     compose_rotations,
     limit_residuals,
-    pack_pose,
     prior_residuals,
     prior_target,
     root_rotation,
 )
+from munet.fitting.smpl_landmarks import landmark_arrays
 from munet.fitting.state import FitTargets
 from munet.fitting.subset import PointSet, SubsetBody
 from munet.geometry.mesh import outline_vertices

@@ -6,6 +6,9 @@
   kept in ``HINGE_JOINTS``'s range by a penalty.
 * Every other joint: axis-angle in the world-aligned joint frame, kept inside ``euler_limits_deg``
   (XYZ Euler, R = Rz Ry Rx) by a squared-excess penalty.
+* The three are packed into one vector (``pack_pose``, ``POSE_SIZE``) for the least-squares solver; the
+  priors come as residual vectors (``limit_residuals``, ``prior_residuals``). The small-angle prior pulls
+  towards a relaxed standing pose (``RELAXED_POSE``), hard for limbs the photo does not show.
 """
 
 from __future__ import annotations
