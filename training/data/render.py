@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -17,19 +18,20 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
-_INCIDENCE: dict[tuple[int, int, int], torch.Tensor] = {}
+_INCIDENCE: dict[tuple, torch.Tensor] = {}
 
 
-def _incidence(faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
+def _incidence(faces: torch.Tensor, num_vertices: int, dtype: torch.dtype) -> torch.Tensor:
     """(V, F) sparse CSR matrix: 1 where the vertex is a corner of the face (cached per face list)."""
-    key = (faces.data_ptr(), faces.shape[0], num_vertices)
+    key = (hashlib.blake2b(faces.numpy().tobytes(), digest_size=8).digest(), num_vertices, dtype)
     if key not in _INCIDENCE:
         rows = faces.reshape(-1)
         cols = torch.arange(faces.shape[0]).repeat_interleave(3)
         with warnings.catch_warnings():  # "sparse CSR support is in beta": it is fine for a matmul
             warnings.simplefilter("ignore", UserWarning)
             coo = torch.sparse_coo_tensor(
-                torch.stack([rows, cols]), torch.ones(rows.numel()), (num_vertices, faces.shape[0]), check_invariants=True
+                torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=dtype), (num_vertices, faces.shape[0]),
+                check_invariants=True,
             )
             _INCIDENCE[key] = coo.coalesce().to_sparse_csr()
     return _INCIDENCE[key]
@@ -40,7 +42,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     batch, num_vertices = vertices.shape[:2]
     v0, v1, v2 = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
     n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # (B, F, 3), twice the area
-    summed = _incidence(faces, num_vertices) @ n.permute(1, 0, 2).reshape(faces.shape[0], batch * 3)
+    summed = _incidence(faces, num_vertices, n.dtype) @ n.permute(1, 0, 2).reshape(faces.shape[0], batch * 3)
     out = summed.reshape(num_vertices, batch, 3).permute(1, 0, 2)
     return out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
