@@ -264,3 +264,16 @@ def test_texture_shows_the_photo_where_the_surface_is_seen(lunge):
     from_texture = texture[tex_px[:, 1].astype(int).clip(0, texture.shape[0] - 1), tex_px[:, 0].astype(int).clip(0, texture.shape[1] - 1)]
     from_photo = photo[photo_px[:, 1].astype(int).clip(0, photo.shape[0] - 1), photo_px[:, 0].astype(int).clip(0, photo.shape[1] - 1)]
     assert np.median(np.abs(from_texture - from_photo)) < 20  # JPEG and resampling, not a wrong mapping
+
+
+def test_mirrored_lunge_mirrors_the_depth(pipeline):
+    """The same photo flipped left-right: now the person's right leg is the front one reaching away."""
+    from PIL import Image
+
+    mirrored = np.asarray(Image.open(_photo("lunge.jpg")))[:, ::-1].copy()
+    reconstruction = pipeline.reconstruct(mirrored, ReconstructOptions(texture=False, clothed=False))
+    joints = _posed_joints(reconstruction)
+    _, depth = reconstruction.camera.project(joints.astype(np.float64))
+    assert depth[_joint(reconstruction, "right_knee")] > depth[_joint(reconstruction, "left_knee")]
+    assert depth[_joint(reconstruction, "right_ankle")] > depth[_joint(reconstruction, "left_ankle")] + 0.15
+    assert reconstruction.report["depth"]["final"]["torso_faces"] == "away from the camera"

@@ -405,6 +405,8 @@ class BodyFitter:
         if outline.size > MAX_OUTLINE_VERTICES:
             outline = np.sort(rng.choice(outline, MAX_OUTLINE_VERTICES, replace=False))
         mask_pts = targets.mask_outline_px
+        if len(mask_pts) == 0:  # no usable mask: keypoints and priors only
+            return None
         if len(mask_pts) > MAX_MASK_POINTS:
             mask_pts = mask_pts[np.sort(rng.choice(len(mask_pts), MAX_MASK_POINTS, replace=False))]
         out_uv = uv[outline]
