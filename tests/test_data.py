@@ -304,6 +304,22 @@ def test_generate_command_writes_verifiable_shards(tmp_path, generator, monkeypa
     assert generate.main(["--out", str(out), "--verify", "--workers", "0"]) == 1
 
 
+def test_on_the_fly_stream_matches_the_generator(generator, monkeypatch):
+    from torch.utils.data import DataLoader
+
+    from training.data import engine
+    from training.data.dataset import SyntheticStream
+
+    monkeypatch.setattr(engine, "SampleGenerator", lambda config: generator)  # no second Anny build
+    loader = DataLoader(SyntheticStream(SMALL, seed=5, count=8), batch_size=4, num_workers=0)
+    first = next(iter(loader))
+    expected = generator.generate(5, np.arange(4))
+    assert torch.equal(first["body_vertices_m"], torch.from_numpy(expected["body_vertices_m"]))
+    assert first["seen"].dtype == torch.bool and first["mask"].shape == (4, SMALL.resolution, SMALL.resolution)
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        SyntheticStream(SMALL, seed=5, count=8, start=2)
+
+
 def test_config_rejects_unknown_keys(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("resolution: 128\nreslution: 64\n")

@@ -58,6 +58,7 @@ def evaluate_synthetic(root: pathlib.Path, specs: list[str], limit: int | None, 
         "summary": summary,
         "table": harness.table(summary),
         "table_partial_view": harness.table(summary, "partial_view"),
+        "table_stages_ms": harness.stage_table(summary),
         "wall_s": round(time.perf_counter() - started, 1),
         "cpus": os.cpu_count(),
         "records": records,
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         report["synthetic"] = evaluate_synthetic(args.data, specs, args.limit, args.workers, args.surface_points)
         print(report["synthetic"]["table"])
+        print()
+        print("median time per stage (ms):")
+        print(report["synthetic"]["table_stages_ms"])
     if args.real_photos is not None:
         from training.evaluation.realphotos import check_photos
 

@@ -195,6 +195,16 @@ def aggregate(records: list[dict], method_names: list[str]) -> dict:
     return out
 
 
+def stage_table(summary: dict, subset: str = "all") -> str:
+    """A markdown table of each method's median time per stage (ms)."""
+    stages = sorted({s for name in summary for s in summary[name][subset]["stages_ms_median"]}, key=lambda s: (s == "total", s))
+    lines = ["| method | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
+    for name, entry in summary.items():
+        values = entry[subset]["stages_ms_median"]
+        lines.append(f"| {name} | " + " | ".join(f"{values[s]:.0f}" if s in values else "-" for s in stages) + " |")
+    return "\n".join(lines)
+
+
 def table(summary: dict, subset: str = "all", reference: tuple[str, ...] = ("floor", "oracle")) -> str:
     """A markdown table, one row per method (reference methods marked), means over the subset."""
     names = list(summary)
