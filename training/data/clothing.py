@@ -179,7 +179,7 @@ BOTTOM_TYPES = ("shorts", "trousers", "leggings", "skirt", "dress")
 OUTER_TYPES = ("none", "jacket", "coat")
 HAIR_TYPES = ("bald", "short", "medium", "long", "bun")
 # poses a hanging skirt model suits (sitting, kneeling, kicking would need cloth simulation)
-SKIRT_FAMILIES = ("stand", "walk", "run", "dance")
+SKIRT_FAMILIES = ("stand", "walk", "dance")
 
 
 @dataclasses.dataclass
@@ -266,7 +266,10 @@ def sample_clothing(rng: np.random.Generator, families: list[str], female: np.nd
     top = np.where((bottom == 4) & (top <= 1), 2, top)
 
     outer = np.where(u(n) < 0.22 + 0.1 * loose_bias, choose(2, [0.6, 0.4], n) + 1, 0)
-    outer_len = np.where(outer == 2, rng.uniform(0.2, 1.5, n), rng.uniform(-0.25, 0.05, n))
+    hangs = np.array([f in SKIRT_FAMILIES for f in families])
+    # a coat hangs below the hips (like a skirt) only in poses a hanging skirt suits; else it stops there
+    outer_len = np.where(outer == 2, np.where(hangs, rng.uniform(0.2, 1.5, n), rng.uniform(-0.1, 0.1, n)),
+                         rng.uniform(-0.25, 0.05, n))
     outer_thick = np.where(outer == 2, rng.uniform(0.01, 0.035, n), rng.uniform(0.006, 0.02, n))
     outer_ease = rng.uniform(0.0, 0.03, n)
 
