@@ -50,7 +50,8 @@ MAX_OUTLINE_VERTICES = 400
 MAX_MASK_POINTS = 600
 """Silhouette correspondences are subsampled to these counts (each refresh draws the same way)."""
 CHUNK_TOLERANCE = 0.01
-"""Refinement stops once a refresh of the silhouette correspondences changes the cost by less than this."""
+"""Refinement stops once a refresh of the silhouette correspondences changes the cost by less than this
+(or the solver settles before the next refresh is due)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,8 +306,8 @@ class BodyFitter:
                 pairs = self.silhouette_pairs(state, targets)
             state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights, group_scale)
             done += steps
-            # with fresh correspondences barely changing the cost, further refreshes would not move it
-            if previous is not None and bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all()):
+            # stop once the solver settles within a chunk, or fresh correspondences barely change the cost
+            if previous is not None and (used < steps or bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all())):
                 break
             previous = cost
         with torch.no_grad():

@@ -33,40 +33,45 @@ def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: i
     """Minimise sum(residual_fn(x)^2) per candidate from x0 (B, P).
 
     Each iteration: one Jacobian, one trial step per candidate (accepted if it lowers that candidate's
-    cost, else the damping grows tenfold). Stops early once every candidate has, two iterations in a
-    row, either taken a step gaining less than ``tolerance`` (relative) or exhausted its damping. Returns the final x (B, P), residuals (B, R)
-    and the number of iterations run.
+    cost, else the damping grows tenfold). A candidate is settled once it has, two iterations in a row,
+    either taken a step gaining less than ``tolerance`` (relative) or exhausted its damping; settled
+    candidates are no longer evaluated, and the solver stops when all are settled. Returns the final
+    x (B, P), residuals (B, R) and the number of iterations run.
     """
     x = x0.detach().clone()
     batch, params = x.shape
-    owner = torch.arange(batch)
     with torch.no_grad():
-        r = residual_fn(x, owner)
+        r = residual_fn(x, torch.arange(batch))
         cost = (r**2).sum(1)
         lam = torch.full((batch,), damping, dtype=x.dtype)
         eye = torch.eye(params, dtype=x.dtype)
-        quiet = 0
+        quiet = torch.zeros(batch, dtype=torch.long)
         done = 0
         for _ in range(iterations):
-            done += 1
-            J = jacobian(residual_fn, x, r, eps)
-            JtJ = J.transpose(1, 2) @ J
-            Jtr = (J.transpose(1, 2) @ r[..., None])[..., 0]
-            diag = torch.diagonal(JtJ, dim1=1, dim2=2)
-            system = JtJ + lam[:, None, None] * (torch.diag_embed(diag) + 1e-9 * eye)
-            delta = torch.linalg.solve(system, -Jtr)
-            trial = x + delta
-            r_trial = residual_fn(trial, owner)
-            cost_trial = (r_trial**2).sum(1)
-            better = torch.isfinite(cost_trial) & (cost_trial < cost)
-            gain = (cost - cost_trial) / cost.clamp_min(1e-12)
-            # a candidate is settled when its step was taken and gained little, or damping is exhausted
-            settled = (better & (gain < tolerance)) | (~better & (lam >= max_damping))
-            quiet = quiet + 1 if bool(settled.all()) else 0
-            x = torch.where(better[:, None], trial, x)
-            r = torch.where(better[:, None], r_trial, r)
-            cost = torch.where(better, cost_trial, cost)
-            lam = torch.where(better, lam * 0.3, lam * 10.0).clamp(min_damping, max_damping)
-            if quiet >= 2:
+            active = torch.nonzero(quiet < 2).squeeze(1)
+            if active.numel() == 0:
                 break
+            done += 1
+
+            def active_fn(xa: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+                return residual_fn(xa, active[owner])
+
+            xa, ra, la = x[active], r[active], lam[active]
+            J = jacobian(active_fn, xa, ra, eps)
+            JtJ = J.transpose(1, 2) @ J
+            Jtr = (J.transpose(1, 2) @ ra[..., None])[..., 0]
+            diag = torch.diagonal(JtJ, dim1=1, dim2=2)
+            system = JtJ + la[:, None, None] * (torch.diag_embed(diag) + 1e-9 * eye)
+            trial = xa + torch.linalg.solve(system, -Jtr)
+            r_trial = active_fn(trial, torch.arange(active.numel()))
+            cost_trial = (r_trial**2).sum(1)
+            ca = cost[active]
+            better = torch.isfinite(cost_trial) & (cost_trial < ca)
+            gain = (ca - cost_trial) / ca.clamp_min(1e-12)
+            settled = (better & (gain < tolerance)) | (~better & (la >= max_damping))
+            quiet[active] = torch.where(settled, quiet[active] + 1, torch.zeros_like(quiet[active]))
+            x[active] = torch.where(better[:, None], trial, xa)
+            r[active] = torch.where(better[:, None], r_trial, ra)
+            cost[active] = torch.where(better, cost_trial, ca)
+            lam[active] = torch.where(better, la * 0.3, la * 10.0).clamp(min_damping, max_damping)
     return x, r, done
