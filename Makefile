@@ -27,13 +27,16 @@ setup: sysdeps $(STAMP)
 
 demo: setup
 	@mkdir -p $(OUT)
-	$(VENV)/bin/munet body-demo -o $(OUT)/body_demo.glb
+	$(VENV)/bin/munet reconstruct examples/lunge.jpg -o $(OUT)/lunge.glb --report $(OUT)/lunge.json --preview $(OUT)/lunge_preview.png
 
 test: setup
 	$(PY) -m pytest -q
 
 bench: setup
 	$(PY) -m backend.bench.body
+	$(PY) -m backend.bench.pipeline
+	$(PY) -m backend.bench.protocol
+	$(PY) -m backend.bench.load
 
 clean:
 	rm -rf $(VENV) $(OUT) dist

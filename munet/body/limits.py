@@ -33,7 +33,8 @@ _LEFT = {
     "wrist": ((-50, 50), (-30, 30), (-70, 70)),
     "hand": ((-25, 25), (-10, 10), (-10, 10)),
 }
-HINGE_JOINTS = {"left_knee": (0.0, 150.0), "right_knee": (0.0, 150.0), "left_elbow": (0.0, 145.0), "right_elbow": (0.0, 145.0)}
+# Anny's rest pose already bends the elbows ~43 degrees forward: -40 straightens the arm.
+HINGE_JOINTS = {"left_knee": (0.0, 150.0), "right_knee": (0.0, 150.0), "left_elbow": (-40.0, 145.0), "right_elbow": (-40.0, 145.0)}
 
 
 def euler_limits_deg() -> np.ndarray:
