@@ -443,18 +443,3 @@ def test_curve_keys(tmp_path):
             assert err.value.code == "unreachable"
     finally:
         server.cleanup()
-
-
-def test_serve_without_the_pipeline_fails_clearly():
-    import importlib.util
-
-    from backend.testing import ChildProcess, child_env
-
-    if importlib.util.find_spec("munet.pipeline") is not None:
-        pytest.skip("munet.pipeline exists: the real engine loads instead")
-    server = ChildProcess(["serve", "--bind", "tcp://127.0.0.1:0"], child_env("real")).start()
-    try:
-        assert server.wait(30) == 1
-        assert "munet.pipeline" in server.log_text() and "error [internal]" in server.log_text()
-    finally:
-        server.cleanup()
