@@ -1,0 +1,95 @@
+"""MuNet network: hierarchy, forward shapes, mutualistic gradient, checkpoint round trip, inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from munet.network import MuNet, MuNetConfig
+from munet.network.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from munet.network.hierarchy import apply_blend, load_hierarchy
+from munet.network.inputs import make_input
+
+SMALL = MuNetConfig(encoder_channels=(8, 8, 16, 16, 16), global_dim=32, body_hidden=(16, 16), clothed_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def hierarchy():
+    return load_hierarchy(SMALL.levels)
+
+
+def test_hierarchy_levels_are_consistent(hierarchy):
+    assert hierarchy.sizes == [369, 1229, 13718]
+    for (idx, w), fine in zip(hierarchy.upsample, hierarchy.sizes[1:]):
+        assert idx.shape == (fine, 3) and np.allclose(w.sum(1), 1.0, atol=1e-5)
+    # the upsampled 1,229-vertex template is close to the full template (fingers excepted)
+    idx, w = hierarchy.upsample[1]
+    up = apply_blend(torch.from_numpy(idx), torch.from_numpy(w), torch.from_numpy(hierarchy.levels[1].template)[None])[0]
+    error = (up - torch.from_numpy(hierarchy.levels[2].template)).norm(dim=-1)
+    assert float(error.median()) < 0.01
+
+
+def test_forward_shapes_and_initial_template(hierarchy):
+    model = MuNet(SMALL, hierarchy).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 34, 128, 128))
+    assert out.body_vertices.shape == (2, 13718, 3) and out.clothed_vertices.shape == (2, 13718, 3)
+    assert out.camera.shape == (2, 3) and bool((out.camera[:, 0] > 0).all())
+    # vertex deltas start at zero: the untrained network returns the template
+    assert torch.allclose(out.body_levels[0][0], model.template0, atol=1e-6)
+    assert torch.allclose(out.body_vertices[0], model.template2, atol=1e-5)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_clothed_loss_reaches_body_stage_unless_detached(hierarchy, detach):
+    torch.manual_seed(0)
+    model = MuNet(SMALL, hierarchy)
+    for block in model.body_blocks[0]:  # leave the zero init so the body depends on the encoder
+        torch.nn.init.normal_(block.delta.weight, std=0.01)
+    out = model(torch.rand(1, 34, 128, 128), detach_body=detach)
+    out.clothed_vertices.square().sum().backward()
+    body_grad = model.body_blocks[0][0].conv1.self_.weight.grad
+    assert (body_grad is None or float(body_grad.abs().sum()) == 0.0) == detach
+
+
+def test_checkpoint_round_trip(hierarchy, tmp_path):
+    model = MuNet(SMALL, hierarchy).eval()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(model, path, {"samples_seen": 3})
+    loaded, meta = load_checkpoint(path)
+    assert meta["samples_seen"] == 3 and meta["config"]["global_dim"] == 32 and read_metadata(path)["template_hash"]
+    x = torch.rand(1, 34, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(model(x).clothed_vertices, loaded(x).clothed_vertices)
+
+
+def test_checkpoint_with_another_template_is_refused(hierarchy, tmp_path):
+    import json
+
+    from munet.errors import CheckpointError
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(MuNet(SMALL, hierarchy), path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["template_hash"] = "0" * 16
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="another template"):
+        load_checkpoint(path)
+
+
+def test_make_input_heatmap_peaks_at_keypoints():
+    mask = torch.zeros(1, 256, 256)
+    mask[:, 64:192, 96:160] = 1.0
+    keypoints = torch.full((1, 33, 2), 128.0)
+    keypoints[0, 0] = torch.tensor([64.5, 32.5])  # crop pixels of a 256 crop -> (32.25, 16.25) at 128
+    visibility = torch.ones(1, 33)
+    visibility[0, 1] = 0.0
+    image = make_input(mask, keypoints, visibility, 128, 2.0)
+    assert image.shape == (1, 34, 128, 128)
+    peak = int(image[0, 1].argmax())
+    assert divmod(peak, 128) == (16, 32)
+    assert float(image[0, 2].max()) == 0.0  # invisible keypoint: empty heatmap
+    assert abs(float(image[0, 0].mean()) - 128 * 64 / 256**2) < 1e-4
+    with pytest.raises(ValueError, match="expected mask"):
+        make_input(mask[0], keypoints, visibility, 128, 2.0)

@@ -1,0 +1,119 @@
+"""MuNet's training losses. Weights live only in the config (``loss_weights``); every term is a pure
+function of tensors.
+
+Frames: predictions and targets are in the canonical camera frame (OpenCV axes, metres, pelvis at the
+origin, ``munet.network.model``); 2D terms in normalised crop coordinates ([-1, 1] over the crop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.nn import functional as F
+
+from munet.network.model import MuNetOutput, project
+
+
+@dataclasses.dataclass
+class Targets:
+    """body / clothed: (B, V, 3) canonical frame, pelvis-relative. landmarks_2d: (B, 33, 2) true landmark
+    projections (perspective, normalised crop coords). camera: (B, 3) least-squares weak-perspective
+    camera of the true joints. gt_mask: (B, 1, R, R) float clean clothed silhouette."""
+
+    body: torch.Tensor
+    clothed: torch.Tensor
+    landmarks_2d: torch.Tensor
+    camera: torch.Tensor
+    gt_mask: torch.Tensor
+
+
+def weak_perspective_fit(points: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Least-squares (s, tx, ty) with uv ~ s * points[..., :2] + t. points (B, N, 3), uv (B, N, 2) -> (B, 3)."""
+    b, n, _ = points.shape
+    ones, zeros = torch.ones(b, n, 1, dtype=points.dtype), torch.zeros(b, n, 1, dtype=points.dtype)
+    rows = torch.cat([torch.cat([points[..., :1], ones, zeros], -1), torch.cat([points[..., 1:2], zeros, ones], -1)], 1)
+    rhs = torch.cat([uv[..., :1], uv[..., 1:]], 1)
+    return torch.linalg.lstsq(rows, rhs).solution[..., 0]
+
+
+def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B, V, 3), (F, 3) -> unit face normals (B, F, 3)."""
+    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
+    return F.normalize(torch.cross(b - a, c - a, dim=-1), dim=-1, eps=1e-12)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals (B, V, 3)."""
+    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
+    n = torch.cross(b - a, c - a, dim=-1)
+    out = torch.zeros_like(vertices)
+    for k in range(3):
+        out = out.index_add(1, faces[:, k], n)
+    return F.normalize(out, dim=-1, eps=1e-12)
+
+
+def edge_loss(pred: torch.Tensor, target: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Mean |edge length difference| (metres). edges (E, 2)."""
+    lp = (pred[:, edges[:, 0]] - pred[:, edges[:, 1]]).norm(dim=-1)
+    lt = (target[:, edges[:, 0]] - target[:, edges[:, 1]]).norm(dim=-1)
+    return (lp - lt).abs().mean()
+
+
+def normal_loss(pred: torch.Tensor, target: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Mean (1 - cos) between predicted and true face normals."""
+    return (1 - (face_normals(pred, faces) * face_normals(target, faces)).sum(-1)).mean()
+
+
+def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Symmetric Chamfer distance (mean of nearest Euclidean distances both ways, metres). (B, N, 3), (B, M, 3)."""
+    d = torch.cdist(a, b)
+    return 0.5 * (d.min(2).values.mean() + d.min(1).values.mean())
+
+
+def silhouette_loss(points: torch.Tensor, camera: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
+    """Projected points should land on the (blurred) true silhouette: mean (1 - mask at projection)."""
+    uv = project(points, camera)
+    inside = F.grid_sample(gt_mask, uv[:, :, None, :], align_corners=False, padding_mode="zeros")[:, 0, :, 0]
+    return (1 - inside).mean()
+
+
+def inside_loss(body: torch.Tensor, clothed: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Body inside clothes: penalise clothed vertices behind the body surface along the body normal (metres)."""
+    normals = vertex_normals(body, faces)
+    return F.relu(-((clothed - body) * normals).sum(-1)).mean()
+
+
+def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float], faces: torch.Tensor,
+                   edges: torch.Tensor, regressor, chamfer_points: int, generator: torch.Generator | None = None,
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted total and each term's value. ``regressor``: vertices -> 33 landmarks (MediaPipe order)."""
+    terms: dict[str, torch.Tensor] = {}
+    body, gt_body = out.body_vertices, targets.body
+    terms["body_vertices"] = (body - gt_body).abs().sum(-1).mean()
+    lm_pred, lm_gt = regressor(body), regressor(gt_body)
+    terms["joints_3d"] = (lm_pred - lm_gt).norm(dim=-1).mean()
+    terms["joints_2d"] = (project(lm_pred, out.camera) - targets.landmarks_2d).norm(dim=-1).mean()
+    terms["camera"] = (out.camera - targets.camera).abs().mean()
+    terms["body_edges"] = edge_loss(body, gt_body, edges)
+    terms["body_normals"] = normal_loss(body, gt_body, faces)
+    if out.clothed_vertices is not None:
+        clothed, gt_clothed = out.clothed_vertices, targets.clothed
+        terms["clothed_vertices"] = (clothed - gt_clothed).abs().sum(-1).mean()
+        count = clothed.shape[1]
+        pick_a = torch.randperm(count, generator=generator)[:chamfer_points]
+        pick_b = torch.randperm(count, generator=generator)[:chamfer_points]
+        terms["clothed_chamfer"] = chamfer(clothed[:, pick_a], gt_clothed[:, pick_b])
+        terms["clothed_edges"] = edge_loss(clothed, gt_clothed, edges)
+        terms["clothed_normals"] = normal_loss(clothed, gt_clothed, faces)
+        terms["silhouette"] = silhouette_loss(clothed[:, pick_a], out.camera, targets.gt_mask)
+        terms["inside"] = inside_loss(body, clothed, faces)
+    unknown = set(weights) - set(TERMS)
+    if unknown:
+        raise ValueError(f"unknown loss weights {sorted(unknown)}; known: {TERMS}")
+    total = sum(weights.get(name, 0.0) * value for name, value in terms.items())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+TERMS = ("body_vertices", "joints_3d", "joints_2d", "camera", "body_edges", "body_normals", "clothed_vertices",
+         "clothed_chamfer", "clothed_edges", "clothed_normals", "silhouette", "inside")
