@@ -47,7 +47,8 @@ NOISE_FACTOR = np.array(
 
 @dataclasses.dataclass(frozen=True)
 class DetectorConfig:
-    """Error model of the simulated detector (defaults fitted by eye to MediaPipe on real photos).
+    """Error model of the simulated detector (defaults chosen by hand to resemble MediaPipe's errors on
+    real photos; not fitted to data).
 
     noise_px: range of the per-sample keypoint noise std, as a fraction of the person's height.
     outlier_rate: per landmark; outliers move 5-15 % of the height.

@@ -118,7 +118,7 @@ class SampleGenerator:
             female = shapes[:, 0]
             garments = [clothing.sample_clothing(r, [f], female[k : k + 1], cfg.loose_bias) for k, (r, f) in enumerate(zip(rngs, families))]
             params = clothing.ClothingParams(**{k: np.concatenate([g.as_dict()[k] for g in garments]) for k in garments[0].as_dict()})
-            clothed, skirt = clothing.dress_bodies(
+            clothed, _ = clothing.dress_bodies(
                 verts, rest_v, posed.joints_m, rest_j, posed.global_rotations, self.faces, self.atlas, params
             )
             body_world = verts + translation[:, None]
@@ -220,7 +220,6 @@ class SampleGenerator:
                     np.any(normals != 0, -1, keepdims=True), np.round((normals + 1.0) * 127.5), 0
                 ).astype(np.uint8)
             self.times.add("assemble", t0)
-        del skirt
         return sample
 
 
