@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -117,6 +118,8 @@ class Pipeline:
         self.fit_threads = fit_threads
         self.explain_depth = explain_depth
         self.initialiser = initialiser or default_initialiser()
+        self._networks: dict[str, Any] = {}
+        self._network_path: str | None = None
         started = time.perf_counter()
         self._fitter(body_model, smpl_dir)
         self.detector = detector or PoseDetector()
@@ -140,6 +143,21 @@ class Pipeline:
             self._fitters[key] = BodyFitter(self._body(name, "smpl24", smpl_dir))
         return self._fitters[key]
 
+    def _network(self, options: ReconstructOptions):
+        """The MuNet initialiser for these options, or None (fitting, or no checkpoint shipped)."""
+        if options.method != "network" or options.body_model != "anny":
+            return None
+        path = _network_checkpoint(options.checkpoint)
+        if path is None:
+            return None
+        from munet.network.initialiser import NetworkInitialiser, checkpoint_key
+
+        key = checkpoint_key(path)
+        if key not in self._networks:
+            self._networks[key] = NetworkInitialiser(path)
+        self._network_path = str(path)
+        return self._networks[key]
+
     def _operator(self, key, faces: np.ndarray, num_vertices: int):
         if key not in self._operators:
             from munet.geometry.mesh import mean_neighbour_operator
@@ -160,9 +178,9 @@ class Pipeline:
             "body_models": ["anny", "smpl"],
             "body_models_loaded": sorted({key[0] for key in self._models}),
             "skeletons": ["smpl24", "full"],
-            "methods": ["fitting"],
+            "methods": ["fitting"] + (["network"] if _network_checkpoint(None) is not None else []),
             "initialiser": getattr(self.initialiser, "name", type(self.initialiser).__name__),
-            "checkpoint": None,
+            "checkpoint": self._network_path,
         }
 
     def close(self) -> None:
@@ -206,7 +224,11 @@ class Pipeline:
         targets = targets_from_detection(detection, focal_prior, focal_log_sigma=sigma)
 
         stages.begin("initialise")
-        state = self.initialiser(targets, fitter)
+        network = self._network(options)
+        if network is not None:
+            state = network(targets, fitter, detection=detection)
+        else:
+            state = self.initialiser(targets, fitter)
         targets.scale_px = _person_height_px(fitter, state, targets)
         targets.cache.clear()
 
@@ -234,7 +256,13 @@ class Pipeline:
 
         stages.begin("refine")
         if options.refine_iterations > 0:
-            state = fitter.fit(targets, state, options.refine_iterations, silhouette=True, fit_shape=True).state
+            refine_weights = None
+            if network is not None:  # stay close to the network's 3D: the 2D terms must not undo its depth
+                from munet.network.initialiser import WORLD_WEIGHT_GAIN
+
+                refine_weights = dataclasses.replace(fitter.weights, world=fitter.weights.world * WORLD_WEIGHT_GAIN)
+            state = fitter.fit(targets, state, options.refine_iterations, silhouette=True, fit_shape=True,
+                               weights=refine_weights).state
         posed, rotations = full_body(body, state)
         pitch, height = float(state.pitch_rad[0]), float(state.height_m[0])
         focal = float(state.focal_px(focal_prior)[0])
@@ -248,7 +276,11 @@ class Pipeline:
         clothing = None
         if options.clothed:
             stages.begin("clothing")
-            clothing = self._clothing(body, posed, rest_v, posed_v, faces, camera, targets)
+            seed = None
+            if network is not None and network.last is not None and network.last.clothed_cam is not None:
+                # the clothed stage's offsets (camera frame) -> world, seeding the clothing fit
+                seed = (network.last.clothed_cam - network.last.body_cam) @ R
+            clothing = self._clothing(body, posed, rest_v, posed_v, faces, camera, targets, seed)
 
         stages.begin("rig")
         rig = self._rig(options, body, state, posed, rotations)
@@ -281,7 +313,7 @@ class Pipeline:
                                              faces=faces, skin=skin, uv_per_corner=uv)
         shape = state.shape[0].numpy().astype(np.float32)
         report = {
-            "method": "fitting",
+            "method": "network" if network is not None else "fitting",
             "notes": notes,
             "image": {"width": loaded.width, "height": loaded.height, "format": loaded.format,
                       "exif_orientation": loaded.orientation},
@@ -325,7 +357,7 @@ class Pipeline:
             report=report,
         )
 
-    def _clothing(self, body, posed, rest_v, posed_v, faces, camera, targets):
+    def _clothing(self, body, posed, rest_v, posed_v, faces, camera, targets, seed_offsets=None):
         from munet.fitting.clothing import CAP_SMOOTHING_ITERATIONS, fit_clothing, region_caps
         from munet.geometry.mesh import smooth_field, vertex_normals
 
@@ -334,6 +366,9 @@ class Pipeline:
         caps = region_caps(dense, tuple(body.joint_names), vertex_normals(rest_v, faces))
         caps = smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS)  # no steps between regions
         skin_rotations = np.einsum("vj,jab->vab", dense, posed.global_rotations[0].numpy())
+        if seed_offsets is not None:  # start from the network's clothed surface (offsets pulled back to rest)
+            posed_v = (posed_v + seed_offsets).astype(np.float32)
+            rest_v = (rest_v + np.einsum("vba,vb->va", skin_rotations, seed_offsets)).astype(np.float32)
         return fit_clothing(posed_v, rest_v, faces, camera, targets.mask, caps, skin_rotations, operator=operator)
 
     def _rig(self, options, body, state, posed, rotations) -> dict:
@@ -381,12 +416,14 @@ class Pipeline:
 def _check_options(options: ReconstructOptions) -> list[str]:
     """Refuse what cannot run here; return notes on what runs differently from what was asked."""
     notes = []
-    if options.checkpoint is not None:
+    if options.checkpoint is not None and not os.path.isfile(options.checkpoint):
         raise CheckpointError(
-            f"checkpoint {options.checkpoint!r}: no network checkpoint can be used yet (the MuNet network is "
-            "not shipped); leave the checkpoint unset to use the fitting pipeline")
-    if options.method == "network":
-        notes.append("method 'network' asked, but no network checkpoint ships yet: used the fitting pipeline")
+            f"checkpoint {options.checkpoint!r} not found: give the path of a MuNet .safetensors checkpoint (with its "
+            ".json beside it), or leave it unset to use the shipped one")
+    if options.method == "network" and _network_checkpoint(options.checkpoint) is None:
+        notes.append("method 'network' asked, but no network checkpoint ships here: used the fitting pipeline")
+    elif options.method == "network" and options.body_model != "anny":
+        notes.append("the MuNet checkpoint is trained on Anny's topology: used the fitting pipeline for this body model")
     if options.body_model == "smpl" and options.skeleton != "smpl24":
         raise BadOptionsError("SMPL has only the smpl24 skeleton: use skeleton='smpl24' with body_model='smpl'")
     if options.device == "cuda" and not torch.cuda.is_available():
@@ -394,6 +431,15 @@ def _check_options(options: ReconstructOptions) -> list[str]:
     if options.device in ("cuda", "auto") and torch.cuda.is_available():
         notes.append("the fitting pipeline runs on the CPU (hundreds of tiny steps; a GPU would not speed it up)")
     return notes
+
+
+def _network_checkpoint(path: str | None):
+    """The checkpoint to use: the one given, else the shipped default (None when there is none)."""
+    if path is not None:
+        return path
+    from munet.network.initialiser import default_checkpoint
+
+    return default_checkpoint()
 
 
 def _person_height_px(fitter, state, targets) -> float:

@@ -66,7 +66,7 @@ def test_train_runs_and_resumes(tiny_setup):
 def test_ddp_two_processes_on_gloo(tiny_setup):
     root, config = tiny_setup
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              "-m", "training.train", "--config", str(config), "--out", str(root / "ddp")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
