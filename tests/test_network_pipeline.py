@@ -1,0 +1,59 @@
+"""The network inside the photo pipeline: initialiser on a detection, method='network' end to end."""
+
+from __future__ import annotations
+
+import pathlib
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from munet.network import MuNet, MuNetConfig
+from munet.network.checkpoint import save_checkpoint
+from munet.network.initialiser import NetworkInitialiser
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMALL = MuNetConfig(encoder_channels=(8, 8, 16, 16, 16), global_dim=32, body_hidden=(16, 16), clothed_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    save_checkpoint(MuNet(SMALL), path, {"samples_seen": 0})
+    return path
+
+
+def test_initialiser_predicts_in_the_camera_frame(small_checkpoint):
+    mask = np.zeros((480, 640), np.float32)
+    mask[100:400, 280:360] = 1.0
+    keypoints = np.stack([np.full(33, 320.0), np.linspace(110, 390, 33)], 1).astype(np.float32)
+    detection = types.SimpleNamespace(person_box_px=(280.0, 100.0, 360.0, 400.0), image_size=(640, 480), mask=mask,
+                                      keypoints_px=keypoints, visibility=np.ones(33, np.float32),
+                                      in_frame=np.ones(33, bool))  # fmt: skip
+    initialiser = NetworkInitialiser(small_checkpoint)
+    prediction = initialiser.predict(detection, focal_px=800.0, principal_px=(320.0, 240.0))
+    assert prediction.body_cam.shape == (13718, 3) and prediction.clothed_cam.shape == (13718, 3)
+    assert prediction.landmarks_aligned.shape == (33, 3)
+    assert float(prediction.body_cam[:, 2].min()) > 0  # in front of the camera
+    # the untrained network stands upright: head above feet (camera y down -> aligned z up)
+    assert prediction.landmarks_aligned[0, 2] > prediction.landmarks_aligned[27, 2]
+
+
+def test_pipeline_method_network_uses_the_checkpoint(small_checkpoint):
+    from munet.pipeline import Pipeline
+    from munet.reconstruction import ReconstructOptions
+
+    pipeline = Pipeline()
+    try:
+        result = pipeline.reconstruct(str(ROOT / "examples" / "lunge.jpg"),
+                                      ReconstructOptions(method="network", checkpoint=str(small_checkpoint), texture=False,
+                                                         refine_iterations=5))  # fmt: skip
+        assert result.report["method"] == "network" and result.clothed is not None
+        assert pipeline.info()["checkpoint"] == str(small_checkpoint)
+        fitting = pipeline.reconstruct(str(ROOT / "examples" / "lunge.jpg"),
+                                       ReconstructOptions(method="fitting", texture=False, refine_iterations=5))
+        assert fitting.report["method"] == "fitting"
+    finally:
+        pipeline.close()
