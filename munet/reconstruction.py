@@ -162,8 +162,10 @@ class ReconstructOptions:
         ``smpl_dir`` or ``$MUNET_SMPL_DIR``).
     skeleton: ``"smpl24"`` (SMPL's 24 joints) or ``"full"`` (Anny's own bones, fingers included).
     clothed: also build the clothed surface.
-    method: ``"network"`` (the shipped MuNet checkpoint + short refinement) or ``"fitting"`` (the
-        optimisation-only baseline).
+    method: ``"fitting"`` (default: the optimisation-only pipeline) or ``"network"`` (the MuNet checkpoint,
+        ``checkpoint`` or the shipped ``checkpoints/munet.safetensors``, + the refinement anchored to its 3D).
+        Fitting stays the default: the shipped network does not yet beat it on the held-out set
+        (``checkpoints/munet.json``).
     refine_iterations: test-time refinement iterations (0 switches refinement off).
     texture: project the photo onto the surface.
     device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -173,7 +175,7 @@ class ReconstructOptions:
     smpl_dir: str | None = None
     skeleton: str = "smpl24"
     clothed: bool = True
-    method: str = "network"
+    method: str = "fitting"
     refine_iterations: int = 40
     texture: bool = True
     device: str = "auto"
