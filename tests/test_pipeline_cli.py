@@ -119,33 +119,20 @@ def test_batch_folder_goes_on_after_a_failure(tmp_path, capsys):
 def test_glb_round_trip_in_blender(lunge_outputs):
     """Rotating left_elbow moves the left forearm of both Body and Clothed, and not the right one."""
     bpy = pytest.importorskip("bpy")
-    bpy.ops.wm.read_homefile(use_empty=True)
-    bpy.ops.import_scene.gltf(filepath=str(lunge_outputs / "lunge.glb"))
-    armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
-    meshes = {o.name: o for o in bpy.data.objects if o.type == "MESH" and o.vertex_groups}
+    from blender_glb import evaluated_vertices, group_members, import_glb
+
+    armatures, meshes = import_glb(bpy, lunge_outputs / "lunge.glb")
     assert len(armatures) == 1 and {"Body", "Clothed"} <= set(meshes)
     armature = armatures[0]
 
-    def evaluated(obj):
-        depsgraph = bpy.context.evaluated_depsgraph_get()
-        mesh = obj.evaluated_get(depsgraph).to_mesh()
-        out = np.empty(len(mesh.vertices) * 3, np.float32)
-        mesh.vertices.foreach_get("co", out)
-        obj.evaluated_get(depsgraph).to_mesh_clear()
-        return out.reshape(-1, 3)
-
-    def members(obj, name):
-        index = obj.vertex_groups[name].index
-        return np.array([v.index for v in obj.data.vertices for g in v.groups if g.group == index and g.weight > 0.9])
-
-    before = {name: evaluated(meshes[name]) for name in ("Body", "Clothed")}
+    before = {name: evaluated_vertices(bpy, meshes[name]) for name in ("Body", "Clothed")}
     bone = armature.pose.bones["left_elbow"]
     bone.rotation_mode = "XYZ"
     bone.rotation_euler = (0.8, 0.3, 0.2)
     bpy.context.view_layer.update()
     for name in ("Body", "Clothed"):
-        moved = np.linalg.norm(evaluated(meshes[name]) - before[name], axis=1)
-        left, right = members(meshes[name], "left_elbow"), members(meshes[name], "right_elbow")
+        moved = np.linalg.norm(evaluated_vertices(bpy, meshes[name]) - before[name], axis=1)
+        left, right = group_members(meshes[name], "left_elbow"), group_members(meshes[name], "right_elbow")
         assert len(left) > 50 and len(right) > 50
         assert moved[left].mean() > 0.03, f"{name}: the left forearm follows the bone"
         assert moved[right].max() < 1e-5, f"{name}: the right forearm stays"

@@ -22,14 +22,7 @@ import functools
 import numpy as np
 import torch
 
-MEDIAPIPE_LANDMARKS = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)  # fmt: skip
+from munet.detect.landmarks import MEDIAPIPE_LANDMARKS  # the detector's 33 names and order
 
 _FROM_COCO = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
               "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_knee", "right_knee",
@@ -111,6 +104,12 @@ def mediapipe_regressor_arrays() -> tuple[np.ndarray, np.ndarray]:
         rows[f"{side}_index"] = _nearest(vertices, head_of[f"finger2-1.{s}"], 6)
         rows[f"{side}_thumb"] = _nearest(vertices, head_of[f"finger1-3.{s}"], 6)
 
+    return pack_landmark_rows(rows)
+
+
+def pack_landmark_rows(rows: dict[str, dict[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """{landmark: {vertex: weight}} for every MediaPipe landmark -> (33, K) int64 vertex indices and
+    (33, K) float32 weights, heaviest first, zero-padded, each row normalised to sum to 1."""
     width = max(len(rows[name]) for name in MEDIAPIPE_LANDMARKS)
     indices = np.zeros((len(MEDIAPIPE_LANDMARKS), width), np.int64)
     weights = np.zeros((len(MEDIAPIPE_LANDMARKS), width), np.float32)

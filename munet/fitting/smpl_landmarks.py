@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from munet.detect.landmarks import MEDIAPIPE_LANDMARKS
+from munet.body.keypoints import pack_landmark_rows
 
 SMPL_VERTEX_IDS = {
     "nose": 332, "left_eye": 2800, "right_eye": 6260, "left_ear": 583, "right_ear": 4071,
@@ -50,15 +51,7 @@ def smpl_landmark_arrays(joint_regressor: np.ndarray) -> tuple[np.ndarray, np.nd
             rows[name] = {SMPL_VERTEX_IDS[f"{side}_big_toe"]: 0.7, SMPL_VERTEX_IDS[f"{side}_small_toe"]: 0.3}
         else:
             rows[name] = {SMPL_VERTEX_IDS[source]: 1.0}
-    width = max(len(r) for r in rows.values())
-    indices = np.zeros((len(MEDIAPIPE_LANDMARKS), width), np.int64)
-    weights = np.zeros((len(MEDIAPIPE_LANDMARKS), width), np.float32)
-    for l, name in enumerate(MEDIAPIPE_LANDMARKS):
-        items = sorted(rows[name].items(), key=lambda kv: -kv[1])
-        indices[l, : len(items)] = [k for k, _ in items]
-        weights[l, : len(items)] = [v for _, v in items]
-        weights[l] /= weights[l].sum()
-    return indices, weights
+    return pack_landmark_rows(rows)
 
 
 def landmark_arrays(body) -> tuple[np.ndarray, np.ndarray]:
