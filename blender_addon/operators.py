@@ -154,11 +154,4 @@ CLASSES = (MUNET_OT_reconstruct, MUNET_OT_cancel, MUNET_OT_test_connection, MUNE
            MUNET_OT_stop_local_backend, MUNET_OT_report)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -69,11 +69,4 @@ def _wrap(text: str, width: int) -> list[str]:
 CLASSES = (MUNET_PT_reconstruct,)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
