@@ -3,6 +3,11 @@ function of tensors.
 
 Frames: predictions and targets are in the canonical camera frame (OpenCV axes, metres, pelvis at the
 origin, ``munet.network.model``); 2D terms in normalised crop coordinates ([-1, 1] over the crop).
+
+Resolution: the network's full mesh is a fixed blend of its finest graph level (1,229 vertices), so the
+surfaces are supervised there -- against the ground truth blended down the same way (``Hierarchy.
+downsample``) -- and every coarser level gets its own vertex term (deep supervision). Landmarks are
+regressed exactly: the 33-landmark regressor composed with the finest level's upsampling.
 """
 
 from __future__ import annotations
@@ -17,15 +22,51 @@ from munet.network.model import MuNetOutput, project
 
 @dataclasses.dataclass
 class Targets:
-    """body / clothed: (B, V, 3) canonical frame, pelvis-relative. landmarks_2d: (B, 33, 2) true landmark
-    projections (perspective, normalised crop coords). camera: (B, 3) least-squares weak-perspective
-    camera of the true joints. gt_mask: (B, 1, R, R) float clean clothed silhouette."""
+    """body_levels: the true body at each graph level [(B, N_i, 3)], canonical frame, pelvis-relative;
+    clothed: (B, N_last, 3) the true clothed surface at the finest level. landmarks_3d: (B, 33, 3) true
+    landmarks (from the full mesh). landmarks_2d: (B, 33, 2) their perspective projections, normalised crop
+    coords. camera: (B, 3) least-squares weak-perspective camera of the true joints. gt_mask: (B, 1, R, R)
+    float clean clothed silhouette (blurred)."""
 
-    body: torch.Tensor
+    body_levels: list[torch.Tensor]
     clothed: torch.Tensor
+    landmarks_3d: torch.Tensor
     landmarks_2d: torch.Tensor
     camera: torch.Tensor
     gt_mask: torch.Tensor
+
+
+class Supervision:
+    """What the losses need from the network's hierarchy, built once: the graph levels' down-blends (for
+    the targets), the finest level's faces and edges, and the landmark regressor on the finest level.
+
+    model: a ``MuNet``; regressor: ``munet.body.keypoints.MediaPipeRegressor`` (full mesh -> 33 landmarks).
+    """
+
+    def __init__(self, model, regressor):
+        hierarchy = model.hierarchy
+        self.down = [(torch.from_numpy(i), torch.from_numpy(w)) for i, w in hierarchy.downsample]
+        self.faces = torch.from_numpy(hierarchy.levels[-2].faces)
+        edges = torch.cat([self.faces[:, [0, 1]], self.faces[:, [1, 2]], self.faces[:, [2, 0]]])
+        self.edges = torch.unique(torch.sort(edges, 1).values, dim=0)
+        up_idx, up_w = (torch.from_numpy(a) for a in hierarchy.upsample[-1])
+        detail = model.get_buffer(f"detail{len(hierarchy.levels) - 1}")
+        # landmark l = sum_k r_lk (sum_j u_{i_lk, j} x_{idx_j} + detail_{i_lk})
+        self.lm_indices = up_idx[regressor.indices]  # (33, K, 3)
+        self.lm_weights = regressor.weights[..., None] * up_w[regressor.indices]
+        self.lm_offset = torch.einsum("lk,lkc->lc", regressor.weights, detail[regressor.indices])
+        self.regressor = regressor
+
+    def levels(self, full: torch.Tensor) -> list[torch.Tensor]:
+        """(B, V, 3) full mesh -> [(B, N_i, 3)] at every graph level."""
+        from munet.network.hierarchy import apply_blend
+
+        return [apply_blend(i, w, full) for i, w in self.down]
+
+    def landmarks(self, finest: torch.Tensor) -> torch.Tensor:
+        """(B, N_last, 3) finest-level vertices -> (B, 33, 3) landmarks of the full mesh they blend to."""
+        gathered = finest[:, self.lm_indices]  # (B, 33, K, 3, 3)
+        return torch.einsum("lkj,blkjc->blc", self.lm_weights.to(finest.dtype), gathered) + self.lm_offset.to(finest.dtype)
 
 
 def weak_perspective_fit(points: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -84,15 +125,19 @@ def inside_loss(body: torch.Tensor, clothed: torch.Tensor, faces: torch.Tensor) 
     return F.relu(-((clothed - body) * normals).sum(-1)).mean()
 
 
-def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float], faces: torch.Tensor,
-                   edges: torch.Tensor, regressor, chamfer_points: int, generator: torch.Generator | None = None,
+def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float], supervision: Supervision,
+                   chamfer_points: int, generator: torch.Generator | None = None,
                    ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted total and each term's value. ``regressor``: vertices -> 33 landmarks (MediaPipe order)."""
+    """Weighted total and each term's value (plus ``pve_m``, the finest level's mean vertex error, which
+    is reported but carries no weight)."""
     terms: dict[str, torch.Tensor] = {}
-    body, gt_body = out.body_vertices, targets.body
+    faces, edges = supervision.faces, supervision.edges
+    body, gt_body = out.body_levels[-1], targets.body_levels[-1]
     terms["body_vertices"] = (body - gt_body).abs().sum(-1).mean()
-    lm_pred, lm_gt = regressor(body), regressor(gt_body)
-    terms["joints_3d"] = (lm_pred - lm_gt).norm(dim=-1).mean()
+    coarse = [(p - t).abs().sum(-1).mean() for p, t in zip(out.body_levels[:-1], targets.body_levels[:-1])]
+    terms["body_coarse"] = sum(coarse) / max(len(coarse), 1)
+    lm_pred = supervision.landmarks(body)
+    terms["joints_3d"] = (lm_pred - targets.landmarks_3d).norm(dim=-1).mean()
     # 2D: landmarks inside (or near) the crop only; partial views put some far outside it
     in_crop = (targets.landmarks_2d.abs().amax(-1) < 1.2).to(body.dtype)
     error_2d = (project(lm_pred, out.camera) - targets.landmarks_2d).norm(dim=-1)
@@ -102,8 +147,8 @@ def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float]
                        + F.smooth_l1_loss(out.camera[:, 1:], targets.camera[:, 1:], beta=0.1))
     terms["body_edges"] = edge_loss(body, gt_body, edges)
     terms["body_normals"] = normal_loss(body, gt_body, faces)
-    if out.clothed_vertices is not None:
-        clothed, gt_clothed = out.clothed_vertices, targets.clothed
+    if out.clothed_finest is not None:
+        clothed, gt_clothed = out.clothed_finest, targets.clothed
         terms["clothed_vertices"] = (clothed - gt_clothed).abs().sum(-1).mean()
         count = clothed.shape[1]
         pick_a = torch.randperm(count, generator=generator)[:chamfer_points]
@@ -117,8 +162,10 @@ def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float]
     if unknown:
         raise ValueError(f"unknown loss weights {sorted(unknown)}; known: {TERMS}")
     total = sum(weights.get(name, 0.0) * value for name, value in terms.items())
-    return total, {name: float(value.detach()) for name, value in terms.items()}
+    values = {name: float(value.detach()) for name, value in terms.items()}
+    values["pve_m"] = float((body - gt_body).detach().norm(dim=-1).mean())
+    return total, values
 
 
-TERMS = ("body_vertices", "joints_3d", "joints_2d", "camera", "body_edges", "body_normals", "clothed_vertices",
+TERMS = ("body_vertices", "body_coarse", "joints_3d", "joints_2d", "camera", "body_edges", "body_normals", "clothed_vertices",
          "clothed_chamfer", "clothed_edges", "clothed_normals", "silhouette", "inside")

@@ -3,7 +3,7 @@
     python -m training.train --config training/configs/default.yaml
     torchrun --nproc_per_node=2 -m training.train --config training/configs/default.yaml   # DDP (gloo on CPU)
 
-Data: pre-generated shards (``data.train``, from ``python -m training.data.generate``) or, when that
+Data: pre-generated shards (``data.train``: a folder or a list of folders, from ``python -m training.data.generate``) or, when that
 folder has no manifest, samples made on the fly from ``data.stream_config``. Writes into ``train.out``:
 ``last.safetensors`` + ``last.json`` (a loadable checkpoint: weights + config + samples seen),
 ``last.optim.safetensors`` (optimizer state, for resuming), ``scalars.jsonl`` (losses and samples/s; the
@@ -34,7 +34,7 @@ from munet.network.checkpoint import save_checkpoint
 from munet.network.config import MuNetConfig
 from munet.network.inputs import make_input
 from munet.network.model import MuNet, parameter_count
-from training.losses import Targets, compute_losses, weak_perspective_fit
+from training.losses import Supervision, Targets, compute_losses, weak_perspective_fit
 
 log = logging.getLogger("training.train")
 
@@ -70,7 +70,7 @@ def load_config(path: str) -> dict:
             "train": TrainConfig(**raw.get("train", {})), "loss_weights": dict(raw.get("loss_weights", {}))}
 
 
-def prepare_batch(batch: dict, config: MuNetConfig, regressor: MediaPipeRegressor) -> tuple[torch.Tensor, Targets]:
+def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision) -> tuple[torch.Tensor, Targets]:
     """A collated batch of samples (``training/data/sample.py``) -> network input and targets."""
     f = {k: torch.as_tensor(batch[k]) for k in FIELDS}
     mask = f["mask"].float()
@@ -91,15 +91,13 @@ def prepare_batch(batch: dict, config: MuNetConfig, regressor: MediaPipeRegresso
         return 2 * uv[..., :2] / uv[..., 2:].clamp(min=1e-3) / resolution - 1
 
     with torch.no_grad():
-        landmarks_2d = to_norm(regressor(body))
+        landmarks = supervision.regressor(body)
+        landmarks_2d = to_norm(landmarks)
         camera = weak_perspective_fit((joints - pelvis).double(), to_norm(joints).double()).float()
+        body_levels = supervision.levels(body - pelvis)
+        clothed_finest = supervision.levels(clothed - pelvis)[-1]
     gt_mask = F.avg_pool2d(f["gt_mask"].float()[:, None], 5, 1, 2)
-    return image, Targets(body - pelvis, clothed - pelvis, landmarks_2d, camera, gt_mask)
-
-
-def mesh_edges(faces: torch.Tensor) -> torch.Tensor:
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    return torch.unique(torch.sort(e, 1).values, dim=0)
+    return image, Targets(body_levels, clothed_finest, landmarks - pelvis, landmarks_2d, camera, gt_mask)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -121,13 +119,20 @@ class EpochSampler(torch.utils.data.Sampler):
 def make_loader(data: dict, train: TrainConfig, rank: int, world: int, start_sample: int):
     from training.data.dataset import ShardDataset, SyntheticStream
 
-    root = pathlib.Path(data.get("train", "data/train"))
+    roots = data.get("train", "data/train")
+    roots = [pathlib.Path(r) for r in ([roots] if isinstance(roots, str) else roots)]
     per_rank = max(1, train.batch_size // world)
-    if (root / "manifest.json").exists():
-        dataset = ShardDataset(root, fields=FIELDS)
+    present = [r for r in roots if (r / "manifest.json").exists()]
+    if present:
+        missing = sorted(set(roots) - set(present))
+        if missing:
+            raise FileNotFoundError(f"training shards missing in {', '.join(map(str, missing))}: generate them "
+                                    "(training/data/README.md) or remove them from data.train")
+        dataset = torch.utils.data.ConcatDataset([ShardDataset(r, fields=FIELDS) for r in roots])
         sampler = EpochSampler(len(dataset), train.seed, rank, world, start_sample)
+        names = " + ".join(str(r) for r in roots)
         return torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=train.workers,
-                                           persistent_workers=train.workers > 0, drop_last=True), f"shards {root} ({len(dataset)} samples)"
+                                           persistent_workers=train.workers > 0, drop_last=True), f"shards {names} ({len(dataset)} samples)"
     from training.data.config import load_data_config
 
     stream_config = load_data_config(data.get("stream_config", "training/configs/data.yaml"))
@@ -207,14 +212,13 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
         if rank == 0:
             log.info("resumed from %s at %d samples", last, samples)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    regressor = MediaPipeRegressor()
-    faces = model.hierarchy.levels[-1].faces
-    faces = torch.from_numpy(faces)
-    edges = mesh_edges(faces)
+    supervision = Supervision(model, MediaPipeRegressor())
     loader, source = make_loader(cfg["data"], train_cfg, rank, world, samples)
     total_steps = max(1, train_cfg.max_samples // train_cfg.batch_size)
     generator = torch.Generator().manual_seed(train_cfg.seed + rank + step)
-    command = meta_extra.get("training_command") or " ".join(["python -m training.train"] + sys.argv[1:])
+    launcher = ("torchrun --nproc_per_node=%d -m training.train" % world) if world > 1 else "python -m training.train"
+    threads_env = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
+    command = meta_extra.get("training_command") or " ".join(threads_env + [launcher] + sys.argv[1:])
     commit = meta_extra.get("commit") or git_commit()
     wall_before = float(meta_extra.get("wall_time_s", 0.0))
     started = time.perf_counter()
@@ -238,11 +242,11 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
     for batch in loader:
         if samples >= train_cfg.max_samples or time.perf_counter() > deadline:
             break
-        image, targets = prepare_batch(batch, model_cfg, regressor)
+        image, targets = prepare_batch(batch, model_cfg, supervision)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total_steps, train_cfg, time_fraction(time.perf_counter()))
-        out = ddp(image, detach_body=train_cfg.detach_body)
-        loss, terms = compute_losses(out, targets, weights, faces, edges, regressor, train_cfg.chamfer_points, generator)
+        out = ddp(image, detach_body=train_cfg.detach_body, full_resolution=False)
+        loss, terms = compute_losses(out, targets, weights, supervision, train_cfg.chamfer_points, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -253,7 +257,7 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
         if rank == 0:
             now = time.perf_counter()
             rate = window_samples / max(now - window_start, 1e-6)
-            progress.update(image.shape[0] * world, f"loss {float(loss.detach()):.4f} pve {1000 * terms['body_vertices'] / 3:.0f}mm")
+            progress.update(image.shape[0] * world, f"loss {float(loss.detach()):.4f} pve {1000 * terms['pve_m']:.0f}mm")
             if now - last_log > train_cfg.log_every_s or step == 1:
                 record = {"step": step, "samples": samples, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
                           "samples_per_s": rate, **terms}

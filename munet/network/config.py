@@ -18,6 +18,10 @@ class MuNetConfig:
     body_hidden / body_blocks: width and number of graph conv blocks of each body level (coarse to fine).
     clothed_hidden / clothed_blocks: width and number of graph conv blocks of the clothed stage, which
         works on the finest graph level and is upsampled to the full mesh.
+    keypoint_dim: width of the keypoint branch, an MLP on the 33 keypoints read back from their heatmaps
+        (soft-argmax position + peak = visibility); 0 turns it off (the CNN alone reads the heatmaps).
+    coarse_decoder: a linear decoder from the global feature to the coarsest level's vertices, so the
+        graph blocks start from a posed body instead of the rest template.
     body_model: the body model whose template and topology the graphs come from.
     """
 
@@ -31,6 +35,8 @@ class MuNetConfig:
     body_blocks: tuple[int, ...] = (2, 1)
     clothed_hidden: int = 48
     clothed_blocks: int = 1
+    keypoint_dim: int = 256
+    coarse_decoder: bool = True
     body_model: str = "anny"
 
     @property

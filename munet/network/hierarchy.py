@@ -24,7 +24,7 @@ from munet import paths
 
 log = logging.getLogger(__name__)
 
-HIERARCHY_VERSION = "1"
+HIERARCHY_VERSION = "2"
 WORLD_TO_CANONICAL = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
 """World (Blender, person faces -Y) -> camera looking along +Y at the person: (X, Y, Z) -> (X, -Z, Y)."""
 
@@ -41,10 +41,12 @@ class Level:
 @dataclasses.dataclass
 class Hierarchy:
     """levels: coarse to fine, the full mesh last. upsample[i]: (N_{i+1}, N_i) row-stochastic blend
-    as (indices (N_{i+1}, 3) int64, weights (N_{i+1}, 3) float32)."""
+    as (indices (N_{i+1}, 3) int64, weights (N_{i+1}, 3) float32). downsample[i]: the full mesh -> level i
+    blend, (N_i, 3) indices and weights (how each level's template, and training targets, are made)."""
 
     levels: list[Level]
     upsample: list[tuple[np.ndarray, np.ndarray]]
+    downsample: list[tuple[np.ndarray, np.ndarray]]
     key: str
 
     @property
@@ -99,6 +101,7 @@ def _build(levels: tuple[str, ...]) -> dict[str, np.ndarray]:
         raws.append(raw)
         down_i, down_w = blend_weights(raw_full, raw)  # coarse vertex from full-mesh neighbours
         arrays[f"level{i}_template"] = np.einsum("mk,mkc->mc", down_w, full[down_i]).astype(np.float32)
+        arrays[f"down{i}_indices"], arrays[f"down{i}_weights"] = down_i, down_w
         arrays[f"level{i}_faces"] = model.get_triangular_faces().numpy().astype(np.int64)
     raws.append(raw_full)
     for i in range(len(levels)):
@@ -124,7 +127,8 @@ def load_hierarchy(levels: tuple[str, ...] = ("notoes_collapse3pc", "notoes_coll
     built = [Level(name, arrays[f"level{i}_template"], arrays[f"level{i}_faces"]) for i, name in enumerate(levels)]
     built.append(Level("full", arrays["full_template"], arrays["full_faces"]))
     upsample = [(arrays[f"up{i}_indices"], arrays[f"up{i}_weights"]) for i in range(len(levels))]
-    return Hierarchy(built, upsample, key)
+    downsample = [(arrays[f"down{i}_indices"], arrays[f"down{i}_weights"]) for i in range(len(levels))]
+    return Hierarchy(built, upsample, downsample, key)
 
 
 def template_hash(hierarchy: Hierarchy) -> str:

@@ -23,13 +23,16 @@ from munet.network.hierarchy import Hierarchy, apply_blend, load_hierarchy, norm
 
 @dataclasses.dataclass
 class MuNetOutput:
-    """body_vertices / clothed_vertices: (B, V, 3) full mesh, canonical camera frame, metres, pelvis-relative.
-    body_levels: the body at each graph level [(B, N_i, 3)]. camera: (B, 3) weak perspective (s, tx, ty).
-    clothed_vertices is None when the clothed stage is off."""
+    """body_vertices / clothed_vertices: (B, V, 3) full mesh, canonical camera frame, metres, pelvis-relative
+    (None when ``forward(..., full_resolution=False)``; the full mesh is a fixed blend of the finest level).
+    body_levels: the body at each graph level [(B, N_i, 3)]. clothed_finest: (B, N_last, 3) the clothed
+    surface at the finest graph level. camera: (B, 3) weak perspective (s, tx, ty). The clothed fields are
+    None when the clothed stage is off."""
 
-    body_vertices: torch.Tensor
+    body_vertices: torch.Tensor | None
     clothed_vertices: torch.Tensor | None
     body_levels: list[torch.Tensor]
+    clothed_finest: torch.Tensor | None
     camera: torch.Tensor
 
 
@@ -65,6 +68,18 @@ class Encoder(nn.Module):
             x = stage(x)
             maps.append(x)
         return maps, self.head(x.mean((2, 3)))
+
+
+def read_keypoints(heatmaps: torch.Tensor) -> torch.Tensor:
+    """The keypoints back from their heatmaps (B, K, S, S): (B, K, 3) = soft-argmax position in normalised
+    crop coordinates ([-1, 1]) and the peak (the visibility the heatmap was scaled by). Parameter-free."""
+    size = heatmaps.shape[-1]
+    centres = (torch.arange(size, dtype=heatmaps.dtype, device=heatmaps.device) + 0.5) * (2.0 / size) - 1.0
+    total = heatmaps.sum((2, 3)).clamp_min(1e-6)
+    x = (heatmaps.sum(2) * centres).sum(-1) / total
+    y = (heatmaps.sum(3) * centres).sum(-1) / total
+    peak = heatmaps.amax((2, 3))
+    return torch.stack([x * (peak > 1e-3), y * (peak > 1e-3), peak], -1)
 
 
 class GraphConv(nn.Module):
@@ -124,6 +139,17 @@ class MuNet(nn.Module):
         self.encoder = Encoder(config.in_channels, config.encoder_channels, config.global_dim)
         pixel_dim = sum(config.encoder_channels[i] for i in config.feature_stages)
         g, hb, hc = config.global_dim, config.body_hidden, config.clothed_hidden
+        self.keypoint_branch = None
+        if config.keypoint_dim:
+            k = config.keypoint_dim
+            self.keypoint_branch = nn.Sequential(nn.Linear(33 * 3, k), nn.ReLU(inplace=True), nn.Linear(k, k),
+                                                 nn.ReLU(inplace=True))
+            self.fuse = nn.Sequential(nn.Linear(g + k, g), nn.ReLU(inplace=True))
+        self.coarse = None
+        if config.coarse_decoder:
+            self.coarse = nn.Linear(g, 3 * len(levels[0].template))
+            nn.init.zeros_(self.coarse.weight)
+            nn.init.zeros_(self.coarse.bias)
         if len(hb) != len(levels) - 1 or len(config.body_blocks) != len(levels) - 1:
             raise ValueError(f"body_hidden and body_blocks need one entry per graph level ({len(levels) - 1})")
         self.camera_head = nn.Sequential(nn.Linear(g, 128), nn.ReLU(inplace=True), nn.Linear(128, 3))
@@ -141,16 +167,22 @@ class MuNet(nn.Module):
     def _upsample(self, i: int, values: torch.Tensor) -> torch.Tensor:
         return apply_blend(getattr(self, f"up_idx{i}"), getattr(self, f"up_w{i}"), values)
 
-    def forward(self, image: torch.Tensor, detach_body: bool = False) -> MuNetOutput:
+    def forward(self, image: torch.Tensor, detach_body: bool = False, full_resolution: bool = True) -> MuNetOutput:
         """image: (B, 34, S, S) float32 (``munet.network.inputs``). detach_body: cut the clothed stage's
-        gradient into the body stage (the published code's behaviour; an ablation here)."""
+        gradient into the body stage (the published code's behaviour; an ablation here). full_resolution:
+        also blend the full mesh (training supervises the finest graph level and skips it)."""
         maps, global_feature = self.encoder(image)
+        if self.keypoint_branch is not None:
+            keypoints = read_keypoints(image[:, 1:]).flatten(1)
+            global_feature = self.fuse(torch.cat([global_feature, self.keypoint_branch(keypoints)], 1))
         pixel_maps = [maps[i] for i in self.config.feature_stages]
         raw = self.camera_head(global_feature)
         # s ~ 1 / (half the crop in metres): a 1.7 m person fills ~75 % of the crop -> s ~ 0.9
         camera = torch.cat([F.softplus(raw[:, :1] + 0.5) + 0.05, raw[:, 1:]], 1)
         batch = image.shape[0]
         xyz = self.template0[None].expand(batch, -1, -1)
+        if self.coarse is not None:
+            xyz = xyz + self.coarse(global_feature).view(batch, -1, 3)
         h = self.lift(torch.cat([global_feature[:, None].expand(-1, xyz.shape[1], -1), xyz], -1))
         body_levels = []
         finest = len(self.body_blocks) - 1
@@ -161,8 +193,9 @@ class MuNet(nn.Module):
             body_levels.append(xyz)
             if i < finest:
                 xyz, h = self._upsample(i, xyz) + getattr(self, f"detail{i + 1}"), self.level_proj[i](self._upsample(i, h))
-        body_full = self._upsample(finest, xyz) + getattr(self, f"detail{finest + 1}")
-        clothed = None
+        detail = getattr(self, f"detail{finest + 1}")
+        body_full = self._upsample(finest, xyz) + detail if full_resolution else None
+        clothed = clothed_finest = None
         if self.clothed_enabled:
             hb, body_xyz, cam = (h.detach(), xyz.detach(), camera.detach()) if detach_body else (h, xyz, camera)
             c = self.clothed_in(torch.cat([hb, global_feature[:, None].expand(-1, hb.shape[1], -1)], -1))
@@ -171,9 +204,10 @@ class MuNet(nn.Module):
                 pixel = sample_features(pixel_maps, project(cxyz, cam))
                 c, cxyz = block(c, cxyz, pixel, self._adjacency[finest].to(cxyz.device))
             offsets = cxyz - body_xyz + self.clothed_offset(c)
-            base = body_full.detach() if detach_body else body_full
-            clothed = base + self._upsample(finest, offsets)
-        return MuNetOutput(body_full, clothed, body_levels, camera)
+            clothed_finest = (xyz.detach() if detach_body else xyz) + offsets
+            if full_resolution:
+                clothed = (body_full.detach() if detach_body else body_full) + self._upsample(finest, offsets)
+        return MuNetOutput(body_full, clothed, body_levels, clothed_finest, camera)
 
 
 def parameter_count(model: nn.Module) -> int:
