@@ -340,6 +340,11 @@ class Pipeline:
             "texture": None if texture is None else {"width": texture.width, "height": texture.height,
                                                      "mime_type": texture.mime_type},
         }
+        if network is not None and network.last is not None:
+            labels = getattr(body, "phenotype_labels", [f"beta{i}" for i in range(len(shape))])
+            report["network"] = {"checkpoint": network.path, "forward_ms": round(network.last.forward_ms, 2),
+                                 "shape": None if targets.shape_prior is None else
+                                 {k: round(float(v), 4) for k, v in zip(labels, targets.shape_prior)}}
         if detection.unseen_parts:
             report["notes"].append(
                 "not seen in the photo: " + ", ".join(detection.unseen_parts)

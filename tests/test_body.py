@@ -126,6 +126,24 @@ def test_fitting_recovers_shape_and_pose(anny_body):
     assert max(errors) < 0.008
 
 
+def test_shape_alone_is_read_from_a_posed_rotated_body(anny_body):
+    from munet.body.fitting import fit_shape
+    from munet.body.lbs import axis_angle_to_matrix
+
+    generator = torch.Generator().manual_seed(3)
+    shape = torch.rand(1, 6, generator=generator) * 0.8 + 0.1
+    _, rest_joints = anny_body.rest(shape)
+    pose = sample_plausible_poses(1, rest_joints[0], generator)
+    with torch.no_grad():
+        target = anny_body(shape, pose).vertices_m
+    target = target @ axis_angle_to_matrix(torch.tensor([[0.3, -1.2, 0.4]]))[0].T + torch.tensor([0.5, 2.0, -1.0])
+    fitted = fit_shape(anny_body, target)
+    with torch.no_grad():
+        error = (anny_body.rest(fitted)[0] - anny_body.rest(shape)[0]).norm(dim=-1).mean()
+        average = (anny_body.rest(anny_body.default_shape)[0] - anny_body.rest(shape)[0]).norm(dim=-1).mean()
+    assert float(error) < 0.25 * float(average) and float(error) < 0.01, (float(error), float(average))
+
+
 def test_full_skeleton_has_anny_bones():
     from munet.body import load_body_model
 

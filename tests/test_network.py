@@ -10,6 +10,7 @@ from munet.network import MuNet, MuNetConfig
 from munet.network.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from munet.network.hierarchy import apply_blend, load_hierarchy
 from munet.network.inputs import make_input
+from munet.network.model import read_keypoints
 
 SMALL = MuNetConfig(encoder_channels=(8, 8, 16, 16, 16), global_dim=32, body_hidden=(16, 16), clothed_hidden=16)
 
@@ -93,3 +94,54 @@ def test_make_input_heatmap_peaks_at_keypoints():
     assert abs(float(image[0, 0].mean()) - 128 * 64 / 256**2) < 1e-4
     with pytest.raises(ValueError, match="expected mask"):
         make_input(mask[0], keypoints, visibility, 128, 2.0)
+
+
+def test_network_reads_keypoints_back_from_heatmaps():
+    keypoints = torch.rand(2, 33, 2) * 200 + 28  # crop pixels of a 256 crop
+    visibility = torch.rand(2, 33) * 0.5 + 0.5
+    visibility[0, 5] = 0.0
+    image = make_input(torch.zeros(2, 256, 256), keypoints, visibility, 128, 2.0)
+    read = read_keypoints(image[:, 1:])
+    expected = keypoints / 256 * 2 - 1
+    seen = visibility > 0
+    assert float((read[..., :2] - expected)[seen].abs().max()) < 1e-3  # < 0.1 crop pixel
+    assert torch.allclose(read[..., 2][seen], visibility[seen], atol=0.05)  # the peak, up to sub-pixel offset
+    assert float(read[0, 5].abs().max()) == 0.0  # an invisible keypoint reads as nothing
+
+
+def test_finest_level_supervision_matches_the_full_mesh(hierarchy):
+    from munet.body.keypoints import MediaPipeRegressor
+    from training.losses import Supervision
+
+    torch.manual_seed(1)
+    model = MuNet(SMALL, hierarchy).eval()
+    for block in model.body_blocks[-1]:
+        torch.nn.init.normal_(block.delta.weight, std=0.05)
+    x = torch.rand(2, 34, 128, 128)
+    with torch.no_grad():
+        full, fast = model(x), model(x, full_resolution=False)
+    assert fast.body_vertices is None and fast.clothed_vertices is None
+    assert torch.allclose(full.body_levels[-1], fast.body_levels[-1]) and torch.allclose(full.clothed_finest, fast.clothed_finest)
+    regressor = MediaPipeRegressor()
+    supervision = Supervision(model, regressor)
+    # landmarks straight from the finest level equal those of the full mesh it blends to
+    assert torch.allclose(supervision.landmarks(fast.body_levels[-1]), regressor(full.body_vertices), atol=1e-5)
+    # ground truth blended down to each level lands on that level's template
+    levels = supervision.levels(model.template2[None])
+    assert [tuple(level.shape[1:]) for level in levels] == [(369, 3), (1229, 3)]
+    assert float((levels[0][0] - model.template0).norm(dim=-1).max()) < 1e-5
+
+
+def test_checkpoint_from_before_the_keypoint_branch_still_loads(hierarchy, tmp_path):
+    import dataclasses
+    import json
+
+    old = dataclasses.replace(SMALL, keypoint_dim=0, coarse_decoder=False)
+    model = MuNet(old, hierarchy).eval()
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(model, path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    del meta["config"]["keypoint_dim"], meta["config"]["coarse_decoder"]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    loaded, _ = load_checkpoint(path)
+    assert loaded.keypoint_branch is None and loaded.coarse is None

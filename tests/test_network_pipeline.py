@@ -51,6 +51,9 @@ def test_pipeline_method_network_uses_the_checkpoint(small_checkpoint):
                                       ReconstructOptions(method="network", checkpoint=str(small_checkpoint), texture=False,
                                                          refine_iterations=5))  # fmt: skip
         assert result.report["method"] == "network" and result.clothed is not None
+        # the fit's shape prior is centred on the shape of the network's body (the body-model fit)
+        assert set(result.report["network"]["shape"]) == set(result.report["shape"])
+        assert result.report["network"]["checkpoint"] == str(small_checkpoint)
         assert pipeline.info()["checkpoint"] == str(small_checkpoint)
         fitting = pipeline.reconstruct(str(ROOT / "examples" / "lunge.jpg"),
                                        ReconstructOptions(method="fitting", texture=False, refine_iterations=5))

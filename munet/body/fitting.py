@@ -25,13 +25,13 @@ from munet.body.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 @dataclasses.dataclass
 class VertexFit:
     """shape (B, S); pose_axis_angle (B, J, 3); translation_m (B, 3); vertices_m (B, V, 3) fitted;
-    mean_error_m (B,) mean vertex distance to the target."""
+    mean_error_m (B,) mean vertex distance to the target. All but shape are None for a shape-only fit."""
 
     shape: torch.Tensor
-    pose_axis_angle: torch.Tensor
-    translation_m: torch.Tensor
-    vertices_m: torch.Tensor
-    mean_error_m: torch.Tensor
+    pose_axis_angle: torch.Tensor | None
+    translation_m: torch.Tensor | None
+    vertices_m: torch.Tensor | None
+    mean_error_m: torch.Tensor | None
 
 
 def _kabsch(source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -111,9 +111,16 @@ def _fit_shape_to_distances(body: BodyModel, target: torch.Tensor, to_shape, sha
     optimizer.step(closure)
 
 
+def fit_shape(body: BodyModel, target_vertices_m: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+    """The shape (B, S) of target vertices (B, V, 3) in any pose and frame: step 1 alone (the distances
+    within rigid parts do not change with pose or placement)."""
+    return fit_to_vertices(body, target_vertices_m, iterations=0, shape_iterations=iterations, pose=False).shape
+
+
 def fit_to_vertices(body: BodyModel, target_vertices_m: torch.Tensor, iterations: int = 30,
-                    shape_iterations: int = 30, shape_init: torch.Tensor | None = None) -> VertexFit:
-    """Recover shape, pose and translation from target vertices (B, V, 3) in the model's topology."""
+                    shape_iterations: int = 30, shape_init: torch.Tensor | None = None, pose: bool = True) -> VertexFit:
+    """Recover shape, pose and translation from target vertices (B, V, 3) in the model's topology.
+    pose=False stops after the shape (the other fields are then None)."""
     if target_vertices_m.shape[1:] != (body.num_vertices, 3):
         raise ValueError(f"target vertices must be (B, {body.num_vertices}, 3), got {tuple(target_vertices_m.shape)}")
     target = target_vertices_m.detach().to(body.dense_weights.dtype)
@@ -139,6 +146,8 @@ def fit_to_vertices(body: BodyModel, target_vertices_m: torch.Tensor, iterations
 
     if shape_iterations:
         _fit_shape_to_distances(body, target, to_shape, shape_param, shape_iterations)
+    if not pose:
+        return VertexFit(to_shape(shape_param).detach(), None, None, None, None)
     with torch.no_grad():
         rest_vertices, rest_joints = body.rest(to_shape(shape_param))
         pose0, translation0 = initial_pose(body, rest_vertices, rest_joints, target)

@@ -11,7 +11,7 @@ sum of its squared residuals:
   makes the foot higher in the photo the farther one.
 * ``world``: 3D bone directions from MediaPipe's world keypoints (a weak prior: its depth is unreliable).
 * ``pose`` / ``limits``: small-angle prior; Euler joint limits and hinge ranges (radians).
-* ``shape``: phenotypes stay near average. ``upright``: the spine stays within ~25 deg of vertical.
+* ``shape``: phenotypes stay near average (or near ``targets.shape_prior``, the network's shape). ``upright``: the spine stays within ~25 deg of vertical.
   ``camera``: pitch near level, camera above the floor, everything in front of it.
 
 Everything is batched: B candidate bodies (depth hypotheses) are fitted at once and the best kept.
@@ -165,6 +165,8 @@ def _tensors(targets: FitTargets) -> dict[str, torch.Tensor]:
         scale = targets.joint_prior_scale if targets.joint_prior_scale is not None else np.ones(24, np.float32)
         cache["joint_prior_scale"] = torch.from_numpy(scale).to(DTYPE)
         cache["prior_target"] = prior_target(DTYPE)
+        if targets.shape_prior is not None:
+            cache["shape_prior"] = torch.as_tensor(np.asarray(targets.shape_prior)).to(DTYPE).reshape(1, -1)
     return cache
 
 
@@ -273,7 +275,7 @@ class BodyFitter:
         res["pose"] = math.sqrt(w.pose) * prior_residuals(rows["pose"], self.limits, t["joint_prior_scale"],
                                                           t["prior_target"])
         res["limits"] = math.sqrt(w.limits) * limit_residuals(out["rotations"], rows["pose"], self.limits)
-        res["shape"] = math.sqrt(w.shape) * (rows["shape"] - self.default_shape)
+        res["shape"] = math.sqrt(w.shape) * (rows["shape"] - t.get("shape_prior", self.default_shape))
         spine = out["joints"][:, JOINT["neck"]] - out["joints"][:, JOINT["pelvis"]]
         cos_up = spine[:, 2] / spine.norm(dim=-1).clamp_min(1e-9)
         free = math.cos(math.radians(w.upright_free_deg))

@@ -38,4 +38,5 @@ class FitTargets:
     world_weights: np.ndarray
     joint_prior_scale: np.ndarray | None = None  # (24,) pose-prior multiplier, > 1 for unseen limbs
     focal_log_sigma: float = 0.35  # prior spread of log(focal / focal_px): estimated, or held when from EXIF
+    shape_prior: np.ndarray | None = None  # (S,) centre of the shape prior (the network's shape); None: average
     cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # torch views, see body_fit

@@ -18,6 +18,10 @@ from munet.network.hierarchy import template_hash
 from munet.network.model import MuNet
 
 
+BEFORE_KEYPOINT_BRANCH = {"keypoint_dim": 0, "coarse_decoder": False}
+"""What a checkpoint whose config predates these keys was trained with (they are filled in on load)."""
+
+
 def metadata_path(weights: str | pathlib.Path) -> pathlib.Path:
     return pathlib.Path(weights).with_suffix(".json")
 
@@ -54,7 +58,7 @@ def load_checkpoint(path: str | pathlib.Path) -> tuple[MuNet, dict]:
     if not path.exists():
         raise MunetError(f"checkpoint {path} not found; train one with `python -m training.train` or leave it unset")
     meta = read_metadata(path)
-    config = MuNetConfig.from_dict(meta["config"])
+    config = MuNetConfig.from_dict({**BEFORE_KEYPOINT_BRANCH, **meta["config"]})
     model = MuNet(config, clothed=bool(meta.get("clothed", True)))
     if meta.get("template_hash") != template_hash(model.hierarchy):
         raise MunetError(f"checkpoint {path} was trained on another template/topology "

@@ -3,7 +3,8 @@
 MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints). The body's
 33 MediaPipe landmarks (regressed from the predicted vertices) then replace MediaPipe's world keypoints
 in the fit targets: the fit starts from the network's 3D bone directions (one candidate, no leg-depth
-flips: the network decides depth), and the pipeline's test-time refinement keeps its 3D bone-direction
+flips: the network decides depth) and from the shape of the network's body (the body-model fit,
+``munet.body.fitting.fit_shape``, which also centres the fit's shape prior), and the pipeline's test-time refinement keeps its 3D bone-direction
 term tied to the network's prediction with a raised weight (``WORLD_WEIGHT_GAIN``), so the 2D keypoint
 and silhouette terms cannot undo the network's depth (DESIGN.md §7). The clothed stage's offsets seed
 the pipeline's clothing fit.
@@ -56,13 +57,14 @@ class NetworkInitialiser:
 
     name = "munet"
 
-    def __init__(self, checkpoint: str | pathlib.Path, direction_iterations: int = 8):
+    def __init__(self, checkpoint: str | pathlib.Path, direction_iterations: int = 8, shape_iterations: int = 15):
         from munet.body.keypoints import MediaPipeRegressor
 
         self.path = str(checkpoint)
         self.model, self.metadata = load_checkpoint(checkpoint)
         self.regressor = MediaPipeRegressor()
         self.direction_iterations = direction_iterations
+        self.shape_iterations = shape_iterations
         self.last: NetworkPrediction | None = None
 
     def predict(self, detection, focal_px: float, principal_px: tuple[float, float]) -> NetworkPrediction:
@@ -98,9 +100,14 @@ class NetworkInitialiser:
 
         if detection is None:
             raise ValueError("NetworkInitialiser needs the detection: call it as initialiser(targets, fitter, detection=...)")
+        from munet.body.fitting import fit_shape
+
         prediction = self.predict(detection, targets.focal_px, targets.principal_px)
         targets.world_m = prediction.landmarks_aligned.astype(np.float32)
         targets.world_weights = np.ones(33, np.float32)
+        if self.shape_iterations:  # the body-model fit of the network's body: its shape centres the prior
+            shape = fit_shape(fitter.body, torch.from_numpy(prediction.body_cam)[None].float(), self.shape_iterations)
+            targets.shape_prior = shape[0].double().numpy()
         targets.cache.clear()
         state = WorldKeypointInitialiser(self.direction_iterations, flips=())(targets, fitter)
         return dataclasses.replace(state, names=["munet"])

@@ -10,6 +10,8 @@ Specs (``make_method``)::
     fitting                 the optimisation-only pipeline (munet.pipeline, method="fitting")
     network[:CHECKPOINT]    the pipeline with the MuNet network (method="network"; a checkpoint path
                             selects an ablation's weights)
+    network_only[:CHECKPOINT]  the network's own answer, no photo fit: its body and clothed surface
+                            placed by its camera; joints from the body-model fit of its body
     floor                   reference: the average rest body, facing the camera, at the true pelvis
     oracle                  reference: the ground truth itself (checks the harness: zero errors)
 
@@ -201,6 +203,43 @@ class PipelineMethod:
         return Prediction(body, joints, clothed, timings)
 
 
+class NetworkOnlyMethod:
+    """MuNet alone: the body and clothed vertices as the network predicts them, placed in the photo by its
+    weak-perspective camera (``munet.network.initialiser``); the smpl24 joints are those of the body-model
+    fit of the predicted body (``munet.body.fitting.fit_to_vertices``, as the pipeline rigs it). Used to
+    compare trainings (the ablations) without the photo fit in between."""
+
+    uses_truth = False
+
+    def __init__(self, name: str, checkpoint: str | None = None, fit_iterations: int = 20):
+        from munet.body.anny_model import AnnyBody
+        from munet.network.initialiser import NetworkInitialiser, default_checkpoint
+
+        path = checkpoint or default_checkpoint()
+        if path is None:
+            raise ValueError("network_only needs a checkpoint: none given and none ships in checkpoints/")
+        self.name = name
+        self.network = NetworkInitialiser(path)
+        self.body = AnnyBody()
+        self.fit_iterations = fit_iterations
+
+    def predict(self, inputs: EvalInputs, truth: dict | None = None) -> Prediction:
+        from munet.body.fitting import fit_to_vertices
+
+        started = time.perf_counter()
+        width, height = inputs.image_size
+        prediction = self.network.predict(inputs.detection(), float(inputs.K[0, 0]), (width / 2, height / 2))
+        rig_started = time.perf_counter()
+        fit = fit_to_vertices(self.body, torch.from_numpy(prediction.body_cam)[None].float(), self.fit_iterations,
+                              self.fit_iterations)
+        with torch.no_grad():
+            rest_v, rest_j = self.body.rest(fit.shape)
+            joints = self.body.pose(rest_v, rest_j, fit.pose_axis_angle, fit.translation_m).joints_m[0]
+        now = time.perf_counter()
+        timings = {"network": prediction.forward_ms, "rig": 1000 * (now - rig_started), "total": 1000 * (now - started)}
+        return Prediction(prediction.body_cam, joints.double().numpy(), prediction.clothed_cam, timings)
+
+
 def make_method(spec: str) -> Method:
     """A method from its spec (see the module doc)."""
     name, _, rest = spec.partition("=") if "=" in spec else (spec.split(":")[0], "", spec)
@@ -210,11 +249,13 @@ def make_method(spec: str) -> Method:
         return PipelineMethod(name, method="fitting")
     if kind == "network":
         return PipelineMethod(name, method="network", checkpoint=argument or None)
+    if kind == "network_only":
+        return NetworkOnlyMethod(name, checkpoint=argument or None)
     if kind == "floor":
         return FloorMethod(name)
     if kind == "oracle":
         return OracleMethod(name)
-    raise ValueError(f"unknown method {spec!r}: use fitting, network[:CHECKPOINT], floor or oracle (optionally NAME=SPEC)")
+    raise ValueError(f"unknown method {spec!r}: use fitting, network[:CHECKPOINT], network_only[:CHECKPOINT], floor or oracle (optionally NAME=SPEC)")
 
 
 def inputs_of(sample: dict) -> EvalInputs:
