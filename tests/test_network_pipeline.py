@@ -31,7 +31,8 @@ def test_initialiser_predicts_in_the_camera_frame(small_checkpoint):
     keypoints = np.stack([np.full(33, 320.0), np.linspace(110, 390, 33)], 1).astype(np.float32)
     detection = types.SimpleNamespace(person_box_px=(280.0, 100.0, 360.0, 400.0), image_size=(640, 480), mask=mask,
                                       keypoints_px=keypoints, visibility=np.ones(33, np.float32),
-                                      in_frame=np.ones(33, bool))  # fmt: skip
+                                      in_frame=np.ones(33, bool), seen=np.ones(33, bool),
+                                      world_keypoints_m=np.zeros((33, 3), np.float32))  # fmt: skip
     initialiser = NetworkInitialiser(small_checkpoint)
     prediction = initialiser.predict(detection, focal_px=800.0, principal_px=(320.0, 240.0))
     assert prediction.body_cam.shape == (13718, 3) and prediction.clothed_cam.shape == (13718, 3)

@@ -32,13 +32,13 @@ from torch.nn import functional as F
 from munet.body.keypoints import MediaPipeRegressor
 from munet.network.checkpoint import save_checkpoint
 from munet.network.config import MuNetConfig
-from munet.network.inputs import make_input
+from munet.network.inputs import make_input, make_world_input
 from munet.network.model import MuNet, parameter_count
 from training.losses import Supervision, Targets, compute_losses, weak_perspective_fit
 
 log = logging.getLogger("training.train")
 
-FIELDS = ("mask", "keypoints_crop", "visibility", "K_crop", "R_world_to_cam", "t_world_to_cam_m", "body_vertices_m",
+FIELDS = ("mask", "keypoints_crop", "visibility", "seen", "world_keypoints_m", "K_crop", "R_world_to_cam", "t_world_to_cam_m", "body_vertices_m",
           "body_joints_m", "clothed_vertices_m", "gt_mask")  # fmt: skip
 
 
@@ -70,12 +70,14 @@ def load_config(path: str) -> dict:
             "train": TrainConfig(**raw.get("train", {})), "loss_weights": dict(raw.get("loss_weights", {}))}
 
 
-def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision) -> tuple[torch.Tensor, Targets]:
-    """A collated batch of samples (``training/data/sample.py``) -> network input and targets."""
+def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision,
+                  ) -> tuple[torch.Tensor, torch.Tensor, Targets]:
+    """A collated batch of samples (``training/data/sample.py``) -> network inputs (image, world) and targets."""
     f = {k: torch.as_tensor(batch[k]) for k in FIELDS}
     mask = f["mask"].float()
     resolution = mask.shape[-1]
     image = make_input(mask, f["keypoints_crop"], f["visibility"], config.input_size, config.heatmap_sigma)
+    world = make_world_input(f["world_keypoints_m"], f["seen"])
     R, t = f["R_world_to_cam"].float(), f["t_world_to_cam_m"].float()
 
     def to_cam(points):
@@ -97,7 +99,7 @@ def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision) ->
         body_levels = supervision.levels(body - pelvis)
         clothed_finest = supervision.levels(clothed - pelvis)[-1]
     gt_mask = F.avg_pool2d(f["gt_mask"].float()[:, None], 5, 1, 2)
-    return image, Targets(body_levels, clothed_finest, landmarks - pelvis, landmarks_2d, camera, gt_mask)
+    return image, world, Targets(body_levels, clothed_finest, landmarks - pelvis, landmarks_2d, camera, gt_mask)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -242,10 +244,10 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
     for batch in loader:
         if samples >= train_cfg.max_samples or time.perf_counter() > deadline:
             break
-        image, targets = prepare_batch(batch, model_cfg, supervision)
+        image, world_input, targets = prepare_batch(batch, model_cfg, supervision)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total_steps, train_cfg, time_fraction(time.perf_counter()))
-        out = ddp(image, detach_body=train_cfg.detach_body, full_resolution=False)
+        out = ddp(image, world_input, detach_body=train_cfg.detach_body, full_resolution=False)
         loss, terms = compute_losses(out, targets, weights, supervision, train_cfg.chamfer_points, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

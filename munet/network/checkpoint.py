@@ -18,7 +18,7 @@ from munet.network.hierarchy import template_hash
 from munet.network.model import MuNet
 
 
-BEFORE_KEYPOINT_BRANCH = {"keypoint_dim": 0, "coarse_decoder": False}
+BEFORE_KEYPOINT_BRANCH = {"keypoint_dim": 0, "world_keypoints": False, "coarse_decoder": False}
 """What a checkpoint whose config predates these keys was trained with (they are filled in on load)."""
 
 

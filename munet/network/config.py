@@ -20,6 +20,8 @@ class MuNetConfig:
         works on the finest graph level and is upsampled to the full mesh.
     keypoint_dim: width of the keypoint branch, an MLP on the 33 keypoints read back from their heatmaps
         (soft-argmax position + peak = visibility); 0 turns it off (the CNN alone reads the heatmaps).
+    world_keypoints: the keypoint branch also reads the detector's metric 3D keypoints (MediaPipe's world
+        landmarks, the ones the fitting's bone-direction term uses; zero where a keypoint is not seen).
     coarse_decoder: a linear decoder from the global feature to the coarsest level's vertices, so the
         graph blocks start from a posed body instead of the rest template.
     body_model: the body model whose template and topology the graphs come from.
@@ -36,6 +38,7 @@ class MuNetConfig:
     clothed_hidden: int = 48
     clothed_blocks: int = 1
     keypoint_dim: int = 256
+    world_keypoints: bool = True
     coarse_decoder: bool = True
     body_model: str = "anny"
 

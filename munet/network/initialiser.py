@@ -1,6 +1,7 @@
 """The network as the fit's initialiser (``munet.fitting.initialise.Initialiser``) and its 3D anchor.
 
-MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints). The body's
+MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints) and its
+3D keypoints. The body's
 33 MediaPipe landmarks (regressed from the predicted vertices) then replace MediaPipe's world keypoints
 in the fit targets: the fit starts from the network's 3D bone directions (one candidate, no leg-depth
 flips: the network decides depth) and from the shape of the network's body (the body-model fit,
@@ -20,7 +21,7 @@ import torch
 
 from munet import paths
 from munet.network.checkpoint import load_checkpoint
-from munet.network.inputs import make_input
+from munet.network.inputs import make_input, make_world_input
 
 CROP_RESOLUTION = 256
 """The crop side the network's training data used (``training/configs/data.yaml``: resolution)."""
@@ -81,8 +82,10 @@ class NetworkInitialiser:
         visibility = np.asarray(detection.visibility, np.float32)  # as the training samples carry it
         image = make_input(torch.from_numpy(mask)[None], torch.from_numpy(keypoints)[None],
                            torch.from_numpy(visibility)[None], config.input_size, config.heatmap_sigma)
+        world = make_world_input(torch.from_numpy(np.asarray(detection.world_keypoints_m, np.float32))[None],
+                                 torch.from_numpy(np.asarray(detection.seen, bool))[None])
         with torch.no_grad():
-            out = self.model(image)
+            out = self.model(image, world)
             landmarks = self.regressor(out.body_vertices)[0].double().numpy()
         s, tx, ty = (float(v) for v in out.camera[0])
         # weak perspective -> pelvis in the camera frame: s = 2 f / (side * Z) in normalised crop units

@@ -142,7 +142,8 @@ class MuNet(nn.Module):
         self.keypoint_branch = None
         if config.keypoint_dim:
             k = config.keypoint_dim
-            self.keypoint_branch = nn.Sequential(nn.Linear(33 * 3, k), nn.ReLU(inplace=True), nn.Linear(k, k),
+            inputs = 33 * 3 * (2 if config.world_keypoints else 1)
+            self.keypoint_branch = nn.Sequential(nn.Linear(inputs, k), nn.ReLU(inplace=True), nn.Linear(k, k),
                                                  nn.ReLU(inplace=True))
             self.fuse = nn.Sequential(nn.Linear(g + k, g), nn.ReLU(inplace=True))
         self.coarse = None
@@ -167,13 +168,20 @@ class MuNet(nn.Module):
     def _upsample(self, i: int, values: torch.Tensor) -> torch.Tensor:
         return apply_blend(getattr(self, f"up_idx{i}"), getattr(self, f"up_w{i}"), values)
 
-    def forward(self, image: torch.Tensor, detach_body: bool = False, full_resolution: bool = True) -> MuNetOutput:
-        """image: (B, 34, S, S) float32 (``munet.network.inputs``). detach_body: cut the clothed stage's
-        gradient into the body stage (the published code's behaviour; an ablation here). full_resolution:
-        also blend the full mesh (training supervises the finest graph level and skips it)."""
+    def forward(self, image: torch.Tensor, world: torch.Tensor | None = None, detach_body: bool = False,
+                full_resolution: bool = True) -> MuNetOutput:
+        """image: (B, 34, S, S) float32 (``munet.network.inputs.make_input``); world: (B, 33, 3) the
+        detector's 3D keypoints (``make_world_input``), required when ``config.world_keypoints``.
+        detach_body: cut the clothed stage's gradient into the body stage (the published code's behaviour;
+        an ablation here). full_resolution: also blend the full mesh (training supervises the finest
+        graph level and skips it)."""
         maps, global_feature = self.encoder(image)
         if self.keypoint_branch is not None:
             keypoints = read_keypoints(image[:, 1:]).flatten(1)
+            if self.config.world_keypoints:
+                if world is None:
+                    raise ValueError("this MuNet reads the detector's 3D keypoints: pass world= (make_world_input)")
+                keypoints = torch.cat([keypoints, world.flatten(1)], 1)
             global_feature = self.fuse(torch.cat([global_feature, self.keypoint_branch(keypoints)], 1))
         pixel_maps = [maps[i] for i in self.config.feature_stages]
         raw = self.camera_head(global_feature)
