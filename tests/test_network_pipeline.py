@@ -61,3 +61,10 @@ def test_pipeline_method_network_uses_the_checkpoint(small_checkpoint):
         assert fitting.report["method"] == "fitting"
     finally:
         pipeline.close()
+
+
+def test_forward_benchmark_runs_the_checkpoint(small_checkpoint):
+    from backend.bench.network import forward_ms
+
+    timing = forward_ms(str(small_checkpoint), threads=1, runs=3, warmup=1)
+    assert 0 < timing["min_ms"] <= timing["median_ms"] <= timing["max_ms"] and timing["parameters"] > 0

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_TESTSET, help=f"test set directory (default {DEFAULT_TESTSET})")
     parser.add_argument("--generate", action="store_true", help="generate the test set first if it is missing")
     parser.add_argument("--methods", default="floor,fitting",
-                        help="comma-separated method specs: fitting, network[:CKPT], floor, oracle, NAME=SPEC (default floor,fitting)")
+                        help="comma-separated method specs: fitting, network[:CKPT], network_only[:CKPT], floor, oracle, "
+                             "NAME=SPEC (default floor,fitting)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
     parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)), help="processes")
     parser.add_argument("--surface-points", type=int, default=5000, help="points sampled per surface for Chamfer/P2S")

@@ -29,11 +29,12 @@ def forward_ms(checkpoint: str, threads: int, runs: int = 50, warmup: int = 10) 
     model, _ = load_checkpoint(checkpoint)
     config = model.config
     image = torch.rand(1, config.in_channels, config.input_size, config.input_size)
+    world = torch.randn(1, 33, 3) * 0.3 if config.world_keypoints else None
     times = []
     with torch.no_grad():
         for i in range(warmup + runs):
             started = time.perf_counter()
-            model(image)
+            model(image, world)
             if i >= warmup:
                 times.append(1000 * (time.perf_counter() - started))
     return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2),

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--report", metavar="OUT.json", help="also write the reconstruction report")
     rec.add_argument("--body-model", choices=("anny", "smpl"), default="anny")
     rec.add_argument("--skeleton", choices=("smpl24", "full"), default="smpl24")
-    rec.add_argument("--method", choices=("network", "fitting"), default="network")
+    rec.add_argument("--method", choices=("network", "fitting"), default=None,
+                     help="network (MuNet + refinement) or fitting; default: the protocol's default")
     rec.add_argument("--refine-iterations", type=int, default=40, metavar="N")
     rec.add_argument("--no-clothed", dest="clothed", action="store_false", help="skip the clothed surface")
     rec.add_argument("--no-texture", dest="texture", action="store_false", help="skip the projected texture")
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise MunetError(f"cannot read {args.photo}: {e.strerror}", code="bad_image") from e
         options = protocol.Options(body_model=args.body_model, skeleton=args.skeleton, clothed=args.clothed,
-                                   method=args.method, refine_iterations=args.refine_iterations, texture=args.texture)
+                                   method=args.method or protocol.Options.method,
+                                   refine_iterations=args.refine_iterations, texture=args.texture)
         try:
             options.validate()
         except protocol.ProtocolError as e:

@@ -58,7 +58,8 @@ class NetworkInitialiser:
 
     name = "munet"
 
-    def __init__(self, checkpoint: str | pathlib.Path, direction_iterations: int = 8, shape_iterations: int = 15):
+    def __init__(self, checkpoint: str | pathlib.Path, direction_iterations: int = 8, shape_iterations: int = 15,
+                 flips: tuple[str, ...] = ()):
         from munet.body.keypoints import MediaPipeRegressor
 
         self.path = str(checkpoint)
@@ -66,6 +67,7 @@ class NetworkInitialiser:
         self.regressor = MediaPipeRegressor()
         self.direction_iterations = direction_iterations
         self.shape_iterations = shape_iterations
+        self.flips = flips  # leg-depth alternatives tried besides the network's own (none: the network decides)
         self.last: NetworkPrediction | None = None
 
     def predict(self, detection, focal_px: float, principal_px: tuple[float, float]) -> NetworkPrediction:
@@ -112,8 +114,8 @@ class NetworkInitialiser:
             shape = fit_shape(fitter.body, torch.from_numpy(prediction.body_cam)[None].float(), self.shape_iterations)
             targets.shape_prior = shape[0].double().numpy()
         targets.cache.clear()
-        state = WorldKeypointInitialiser(self.direction_iterations, flips=())(targets, fitter)
-        return dataclasses.replace(state, names=["munet"])
+        state = WorldKeypointInitialiser(self.direction_iterations, flips=self.flips)(targets, fitter)
+        return dataclasses.replace(state, names=["munet"] + [f"munet {n}" for n in state.names[1:]])
 
 
 def checkpoint_key(path: str | pathlib.Path) -> str:
