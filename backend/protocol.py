@@ -352,7 +352,7 @@ class Options:
     body_model: str = "anny"
     skeleton: str = "smpl24"
     clothed: bool = True
-    method: str = "fitting"
+    method: str = "network"
     refine_iterations: int = 40
     texture: bool = True
 

@@ -166,7 +166,8 @@ class Pipeline:
         return self._operators[key]
 
     def info(self) -> dict:
-        """JSON-able facts about this backend: versions, device, body models, skeletons, checkpoint."""
+        """JSON-able facts about this backend: versions, device, body models, skeletons, checkpoint (the
+        last one used, else the one method "network" would load)."""
         import mediapipe
 
         return {
@@ -180,7 +181,7 @@ class Pipeline:
             "skeletons": ["smpl24", "full"],
             "methods": ["fitting"] + (["network"] if _network_checkpoint(None) is not None else []),
             "initialiser": getattr(self.initialiser, "name", type(self.initialiser).__name__),
-            "checkpoint": self._network_path,
+            "checkpoint": self._network_path or (str(default) if (default := _network_checkpoint(None)) else None),
         }
 
     def close(self) -> None:
@@ -299,7 +300,7 @@ class Pipeline:
         alignment = _alignment(fitter, rest_v, posed_v, posed.joints_m[0, 0].numpy(), clothing, faces, camera,
                                targets, detection)
         depth = depth_report(detection, targets, posed.joints_m[0].numpy(), posed.global_rotations[0, 0].numpy(), camera,
-                             hypotheses, chosen, without_ground)
+                             hypotheses, chosen, without_ground, network=network is not None)
         timings = stages.finish()
 
         skin = rig["skin"]
@@ -372,8 +373,11 @@ class Pipeline:
         caps = smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS)  # no steps between regions
         skin_rotations = np.einsum("vj,jab->vab", dense, posed.global_rotations[0].numpy())
         if seed_offsets is not None:  # start from the network's clothed surface (offsets pulled back to rest)
+            # LBS(rest + d) = LBS(rest) + M d with M the vertex's blended rotation (not orthonormal where
+            # weights blend), so the rest offset is M^-1 d: the seeded surfaces stay one rig
+            rest_offsets = np.linalg.solve(skin_rotations.astype(np.float64), seed_offsets.astype(np.float64)[..., None])[..., 0]
             posed_v = (posed_v + seed_offsets).astype(np.float32)
-            rest_v = (rest_v + np.einsum("vba,vb->va", skin_rotations, seed_offsets)).astype(np.float32)
+            rest_v = (rest_v + rest_offsets).astype(np.float32)
         return fit_clothing(posed_v, rest_v, faces, camera, targets.mask, caps, skin_rotations, operator=operator)
 
     def _rig(self, options, body, state, posed, rotations) -> dict:

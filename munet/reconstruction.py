@@ -162,10 +162,10 @@ class ReconstructOptions:
         ``smpl_dir`` or ``$MUNET_SMPL_DIR``).
     skeleton: ``"smpl24"`` (SMPL's 24 joints) or ``"full"`` (Anny's own bones, fingers included).
     clothed: also build the clothed surface.
-    method: ``"fitting"`` (default: the optimisation-only pipeline) or ``"network"`` (the MuNet checkpoint,
-        ``checkpoint`` or the shipped ``checkpoints/munet.safetensors``, + the refinement anchored to its 3D).
-        Fitting stays the default: the shipped network does not yet beat it on the held-out set
-        (``checkpoints/munet.json``).
+    method: ``"network"`` (default: the MuNet checkpoint, ``checkpoint`` or the shipped
+        ``checkpoints/munet.safetensors``, + the test-time refinement anchored to its 3D) or ``"fitting"``
+        (the optimisation-only pipeline). Where no checkpoint ships, "network" falls back to fitting with a
+        note in the report.
     refine_iterations: test-time refinement iterations (0 switches refinement off).
     texture: project the photo onto the surface.
     device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -175,7 +175,7 @@ class ReconstructOptions:
     smpl_dir: str | None = None
     skeleton: str = "smpl24"
     clothed: bool = True
-    method: str = "fitting"
+    method: str = "network"
     refine_iterations: int = 40
     texture: bool = True
     device: str = "auto"

@@ -34,7 +34,20 @@ def pipeline():
 
 @pytest.fixture(scope="module")
 def lunge(pipeline) -> Reconstruction:
-    return pipeline.reconstruct(_photo("lunge.jpg"))
+    """The default method: the shipped network + refinement."""
+    result = pipeline.reconstruct(_photo("lunge.jpg"))
+    assert result.report["method"] == "network"
+    return result
+
+
+@pytest.fixture(scope="module")
+def lunge_fitting(pipeline) -> Reconstruction:
+    return pipeline.reconstruct(_photo("lunge.jpg"), ReconstructOptions(method="fitting"))
+
+
+@pytest.fixture(params=["network", "fitting"])
+def lunge_by_method(request, lunge, lunge_fitting) -> Reconstruction:
+    return lunge if request.param == "network" else lunge_fitting
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +83,17 @@ def _lbs(reconstruction: Reconstruction, rest_vertices: np.ndarray) -> np.ndarra
     return posed[0].numpy() + reconstruction.root_translation_m
 
 
-def test_lunge_alignment_meets_the_targets(lunge):
-    alignment = lunge.report["alignment"]
+def test_lunge_alignment_meets_the_targets(lunge_by_method):
+    alignment = lunge_by_method.report["alignment"]
     assert alignment["clothed_iou"] >= 0.90
     assert alignment["keypoint_error_fraction"] <= 0.015
     assert alignment["body_iou"] > 0.6  # reported apart: clothes must not hide a bad body
     assert alignment["body_iou"] < alignment["clothed_iou"]
 
 
-def test_lunge_depth_front_left_leg_away_from_camera(lunge):
+def test_lunge_depth_front_left_leg_away_from_camera(lunge_by_method):
     """The man faces away; his front (left) leg reaches away from the camera (DESIGN.md §7, issue 3)."""
+    lunge = lunge_by_method
     joints = _posed_joints(lunge)
     _, depth = lunge.camera.project(joints.astype(np.float64))
     assert depth[_joint(lunge, "left_knee")] > depth[_joint(lunge, "right_knee")]
@@ -94,11 +108,14 @@ def test_lunge_depth_front_left_leg_away_from_camera(lunge):
     assert depth_report["final"]["torso_faces"] == "away from the camera"
     assert depth_report["agreement"]["ground_plane"] is True
     assert depth_report["cues"]["ground_plane"]["farther_foot"] == "left"
-    # which cue won is explained: MediaPipe's world keypoints put the right knee farther; the refit
-    # without the floor term lands on a wrong-depth candidate, so the ground plane decided
+    # which cue won is explained: MediaPipe's world keypoints put the right knee farther
     assert depth_report["agreement"]["mediapipe_world"] is False
-    assert depth_report["deciding_cue"] == "ground_plane"
-    assert depth_report["without_ground"]["changes_the_result"] is True
+    if lunge.report["method"] == "fitting":
+        # the refit without the floor term lands on a wrong-depth candidate, so the ground plane decided
+        assert depth_report["deciding_cue"] == "ground_plane"
+        assert depth_report["without_ground"]["changes_the_result"] is True
+    else:  # the network reads the same wrong world keypoints yet gets the depth right, floor or not
+        assert depth_report["deciding_cue"] in ("network", "ground_plane")
 
 
 def test_reconstruction_is_a_consistent_rig(lunge):
@@ -220,7 +237,9 @@ def test_no_person_found(pipeline):
 
 def test_info_is_json(pipeline):
     info = json.loads(json.dumps(pipeline.info()))
-    assert info["checkpoint"] is None and "anny" in info["body_models"] and "full" in info["skeletons"]
+    assert "anny" in info["body_models"] and "full" in info["skeletons"]
+    # the shipped network is available (and the default method)
+    assert info["methods"] == ["fitting", "network"] and info["checkpoint"].endswith("munet.safetensors")
 
 
 def test_smpl_body_model_from_user_files(pipeline, tmp_path):

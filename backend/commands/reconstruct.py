@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smpl24: SMPL's 24 joints; full: Anny's own 104 bones (fingers, toes)")
     parser.add_argument("--no-clothed", action="store_true", help="skip the clothed surface")
     parser.add_argument("--no-texture", action="store_true", help="do not project the photo onto the surface")
-    parser.add_argument("--method", choices=("network", "fitting"), default="fitting",
-                        help="fitting (default) or network (the shipped MuNet checkpoint + refinement)")
+    parser.add_argument("--method", choices=("network", "fitting"), default="network",
+                        help="network (default: the shipped MuNet checkpoint + refinement) or fitting (optimisation only)")
     parser.add_argument("--refine-iterations", type=int, default=40, metavar="N",
                         help="test-time refinement iterations (0: off)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -80,11 +80,13 @@ def leg_depth_differences(fitter, targets: FitTargets, state) -> list[tuple[floa
 
 
 def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray, root_rotation: np.ndarray,
-                 camera: Camera, hypotheses: list[dict], chosen: str, without_ground: dict | None = None) -> dict:
+                 camera: Camera, hypotheses: list[dict], chosen: str, without_ground: dict | None = None,
+                 network: bool = False) -> dict:
     """The report's ``depth`` section.
 
     joints_m: (24, 3) posed smpl24 joints, world frame; root_rotation: (3, 3) the pelvis's global rotation;
-    hypotheses: per depth hypothesis, its name and final loss terms; chosen: the kept hypothesis's name.
+    hypotheses: per depth hypothesis, its name and final loss terms; chosen: the kept hypothesis's name;
+    network: the fit started from (and stayed tied to) the network's 3D.
     """
     _, depth = camera.project(joints_m.astype(np.float64))
     names = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
@@ -112,7 +114,8 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
         ablated_ankle = _farther(without_ground["left_ankle_minus_right_ankle_m"], 0.0, 0.03)
         ablated_knee = _farther(without_ground["left_knee_minus_right_knee_m"], 0.0, 0.03)
         without_ground["changes_the_result"] = (ablated_ankle, ablated_knee) != (final_ankle, final_knee)
-        deciding = "ground_plane" if without_ground["changes_the_result"] else "keypoints_and_priors"
+        deciding = ("ground_plane" if without_ground["changes_the_result"]
+                    else "network" if network else "keypoints_and_priors")
     summary = f"result: {final_knee} knee and {final_ankle} ankle farther, torso {final['torso_faces']}; "
     if not agreement:
         summary += "no leg depth cue was visible (legs held by the standing prior)"
@@ -122,6 +125,8 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
             summary += f"; disagrees with {', '.join(k for k, v in agreement.items() if not v)}"
         if deciding == "ground_plane":
             summary += "; the ground plane decided it (without it the leg depth order changes)"
+        elif deciding == "network":
+            summary += "; the network's 3D decides it (the same without the ground plane)"
         elif deciding is not None:
             summary += "; the 2D fit with joint limits decides it even without the ground plane"
     return {
