@@ -1,14 +1,13 @@
 """The network as the fit's initialiser (``munet.fitting.initialise.Initialiser``) and its 3D anchor.
 
-MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints) and its
-3D keypoints. The body's
-33 MediaPipe landmarks (regressed from the predicted vertices) then replace MediaPipe's world keypoints
-in the fit targets: the fit starts from the network's 3D bone directions (one candidate, no leg-depth
-flips: the network decides depth) and from the shape of the network's body (the body-model fit,
-``munet.body.fitting.fit_shape``, which also centres the fit's shape prior), and the pipeline's test-time refinement keeps its 3D bone-direction
-term tied to the network's prediction with a raised weight (``WORLD_WEIGHT_GAIN``), so the 2D keypoint
-and silhouette terms cannot undo the network's depth (DESIGN.md §7). The clothed stage's offsets seed
-the pipeline's clothing fit.
+MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints) and its 3D
+keypoints. The body's 33 MediaPipe landmarks (regressed from the predicted vertices) then replace
+MediaPipe's world keypoints in the fit targets: the fit starts from the network's 3D bone directions (one
+candidate, no leg-depth flips: the network decides depth) and from the shape of the network's body (the
+body-model fit, ``munet.body.fitting.fit_shape``, which also centres the fit's shape prior), and the
+pipeline's test-time refinement keeps its 3D bone-direction term tied to the network's prediction with a
+raised weight (``WORLD_WEIGHT_GAIN``), so the 2D keypoint and silhouette terms cannot undo the network's
+depth (DESIGN.md §7). The clothed stage's offsets seed the pipeline's clothing fit.
 """
 
 from __future__ import annotations
