@@ -8,13 +8,12 @@ import tempfile
 
 import pytest
 import torch
+from photos import IMAGES as SHARED_IMAGES
 
 # Blender (bpy) reads its user folder once, at first import: point it at a throwaway folder before any
 # test module imports bpy, so installing the add-on never touches the real user's Blender.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="munet-blender-user-"))
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_IMAGES = REPO.parent / "shared" / "images"
 
 torch.set_num_threads(2)
 

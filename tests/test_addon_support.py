@@ -11,9 +11,9 @@ import tempfile
 
 import numpy as np
 import pytest
+from photos import IMAGES as SHARED_IMAGES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_IMAGES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "images"
 ADDON_MODULE = "bl_ext.user_default.munet_blender"
 
 SMPL24 = (

@@ -8,7 +8,6 @@ import threading
 import time
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,16 +28,9 @@ from munet.detect import (
 )
 from munet.detect.image_io import ALPHA_BACKGROUND
 from munet.errors import BadImageError, ImageTooLargeError, NoPersonFoundError
+from photos import real_photo
 
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 NAME = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
-
-
-def _photo(name: str) -> Path:
-    path = IMAGES / name
-    if not path.exists():
-        pytest.skip(f"real test photo {path} is missing (the checkout's sibling shared/images/)")
-    return path
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -63,7 +55,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def lunge(detector) -> tuple[LoadedImage, Detection]:
-    image = load_image(_photo("lunge.jpg"))
+    image = load_image(real_photo("lunge.jpg"))
     return image, detector.detect(image)
 
 
@@ -118,7 +110,7 @@ def test_lunge_mask_and_box(lunge):
 
 @pytest.mark.parametrize("name, also_unseen", [("astronaut.png", ("hips",)), ("grace_hopper.jpg", ("arms", "hips"))])
 def test_partial_body_names_unseen_parts(detector, name, also_unseen):
-    det = detector.detect(load_image(_photo(name)))
+    det = detector.detect(load_image(real_photo(name)))
     assert "legs" in det.unseen_parts and "feet" in det.unseen_parts
     for part in also_unseen:
         assert part in det.unseen_parts
@@ -134,7 +126,7 @@ def test_partial_body_names_unseen_parts(detector, name, also_unseen):
 
 def test_out_of_frame_points_are_unseen_even_when_visible(detector):
     """MediaPipe's visibility can stay high for points outside the photo: crop lunge above the knees."""
-    rgb = load_image(_photo("lunge.jpg")).rgb
+    rgb = load_image(real_photo("lunge.jpg")).rgb
     det = detector.detect(np.ascontiguousarray(rgb[500:1150]))
     ankles = [NAME["left_ankle"], NAME["right_ankle"]]
     assert (det.keypoints_px[ankles, 1] >= 650).all()
@@ -267,7 +259,7 @@ def test_grayscale_and_16_bit_png():
 
 
 def test_jpeg_from_path_and_bytes_agree(tmp_path):
-    path = _photo("grace_hopper.jpg")
+    path = real_photo("grace_hopper.jpg")
     from_path = load_image(path)
     from_bytes = load_image(path.read_bytes())
     assert from_path.format == "JPEG" and from_path.size == (512, 600)
@@ -292,7 +284,7 @@ def test_non_images_are_bad_image(data):
 
 
 def test_truncated_and_corrupt_files_are_bad_image():
-    data = _photo("lunge.jpg").read_bytes()
+    data = real_photo("lunge.jpg").read_bytes()
     with pytest.raises(BadImageError, match="truncated"):
         load_image(data[: len(data) // 2])
     png = _png_bytes(Image.fromarray(np.full((64, 64, 3), 77, np.uint8)))
@@ -342,7 +334,7 @@ def test_jpeg_bomb_and_limits():
     data[sof + 5 : sof + 9] = struct.pack(">HH", 60_000, 60_000)  # height, width
     with pytest.raises(ImageTooLargeError):
         load_image(bytes(data))
-    photo = _photo("grace_hopper.jpg")
+    photo = real_photo("grace_hopper.jpg")
     with pytest.raises(ImageTooLargeError, match="pixels"):
         load_image(photo, max_pixels=512 * 600 - 1)
     assert load_image(photo, max_pixels=512 * 600).size == (512, 600)

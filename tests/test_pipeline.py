@@ -14,15 +14,7 @@ import torch
 
 from munet.errors import BadOptionsError, CancelledError, CheckpointError, NoPersonFoundError
 from munet.reconstruction import Reconstruction, ReconstructOptions
-
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
-
-
-def _photo(name: str) -> Path:
-    path = IMAGES / name
-    if not path.exists():
-        pytest.skip(f"real test photo {path} is missing (the checkout's sibling shared/images/)")
-    return path
+from photos import real_photo
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +27,14 @@ def pipeline():
 @pytest.fixture(scope="module")
 def lunge(pipeline) -> Reconstruction:
     """The default method: the shipped network + refinement."""
-    result = pipeline.reconstruct(_photo("lunge.jpg"))
+    result = pipeline.reconstruct(real_photo("lunge.jpg"))
     assert result.report["method"] == "network"
     return result
 
 
 @pytest.fixture(scope="module")
 def lunge_fitting(pipeline) -> Reconstruction:
-    return pipeline.reconstruct(_photo("lunge.jpg"), ReconstructOptions(method="fitting"))
+    return pipeline.reconstruct(real_photo("lunge.jpg"), ReconstructOptions(method="fitting"))
 
 
 @pytest.fixture(params=["network", "fitting"])
@@ -52,7 +44,7 @@ def lunge_by_method(request, lunge, lunge_fitting) -> Reconstruction:
 
 @pytest.fixture(scope="module")
 def partial(pipeline) -> dict[str, Reconstruction]:
-    return {name: pipeline.reconstruct(_photo(name)) for name in ("astronaut.png", "grace_hopper.jpg")}
+    return {name: pipeline.reconstruct(real_photo(name)) for name in ("astronaut.png", "grace_hopper.jpg")}
 
 
 def _joint(reconstruction: Reconstruction, name: str) -> int:
@@ -141,7 +133,7 @@ def test_camera_projects_the_body_onto_the_person(lunge, pipeline):
     from munet.fitting.targets import person_mask
     from munet.geometry import rasterize_silhouette, silhouette_iou
 
-    detection = pipeline.detector.detect(load_image(_photo("lunge.jpg")))
+    detection = pipeline.detector.detect(load_image(real_photo("lunge.jpg")))
     width, height = lunge.camera.image_size
     uv, depth = lunge.camera.project(lunge.clothed.posed_vertices_m.astype(np.float64))
     assert (depth > 0).all()
@@ -163,7 +155,7 @@ def test_report_has_the_issue_fields_and_is_json(lunge):
     assert report["unseen_parts"] == []
 
 
-def test_texture_maps_visible_faces_to_the_photo(lunge):
+def test_texture_maps_visible_faces_to_thereal_photo(lunge):
     import io
 
     from PIL import Image
@@ -198,7 +190,7 @@ def test_partial_body_gives_a_whole_standing_body_and_a_truthful_report(partial,
 
 
 def test_full_skeleton(pipeline):
-    reconstruction = pipeline.reconstruct(_photo("lunge.jpg"), ReconstructOptions(skeleton="full", texture=False))
+    reconstruction = pipeline.reconstruct(real_photo("lunge.jpg"), ReconstructOptions(skeleton="full", texture=False))
     assert reconstruction.skeleton.name == "full" and reconstruction.skeleton.num_joints == 104
     assert reconstruction.pose_axis_angle.shape == (104, 3)
     assert np.abs(_lbs(reconstruction, reconstruction.body.rest_vertices_m) - reconstruction.body.posed_vertices_m).max() < 1e-3
@@ -210,7 +202,7 @@ def test_full_skeleton(pipeline):
 
 def test_progress_cancel_and_options(pipeline):
     stages = []
-    pipeline.reconstruct(_photo("grace_hopper.jpg"), ReconstructOptions(clothed=False, texture=False, refine_iterations=0),
+    pipeline.reconstruct(real_photo("grace_hopper.jpg"), ReconstructOptions(clothed=False, texture=False, refine_iterations=0),
                          progress=lambda stage, fraction: stages.append((stage, fraction)))
     names = [s for s, _ in stages]
     assert names[0] == "detect" and names[-1] == "done" and "clothing" not in names
@@ -219,14 +211,14 @@ def test_progress_cancel_and_options(pipeline):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(CancelledError):
-        pipeline.reconstruct(_photo("grace_hopper.jpg"), cancel=cancel)
+        pipeline.reconstruct(real_photo("grace_hopper.jpg"), cancel=cancel)
     with pytest.raises(CheckpointError):
-        pipeline.reconstruct(_photo("grace_hopper.jpg"), ReconstructOptions(checkpoint="model.safetensors"))
+        pipeline.reconstruct(real_photo("grace_hopper.jpg"), ReconstructOptions(checkpoint="model.safetensors"))
     with pytest.raises(BadOptionsError):
-        pipeline.reconstruct(_photo("grace_hopper.jpg"), ReconstructOptions(skeleton="hands"))
+        pipeline.reconstruct(real_photo("grace_hopper.jpg"), ReconstructOptions(skeleton="hands"))
     if not torch.cuda.is_available():
         with pytest.raises(BadOptionsError, match="CUDA"):
-            pipeline.reconstruct(_photo("grace_hopper.jpg"), ReconstructOptions(device="cuda"))
+            pipeline.reconstruct(real_photo("grace_hopper.jpg"), ReconstructOptions(device="cuda"))
 
 
 def test_no_person_found(pipeline):
@@ -253,13 +245,13 @@ def test_smpl_body_model_from_user_files(pipeline, tmp_path):
     (tmp_path / "smpl").mkdir()
     make_synthetic_smpl(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl")
     options = ReconstructOptions(body_model="smpl", smpl_dir=str(tmp_path), texture=False, refine_iterations=5)
-    reconstruction = pipeline.reconstruct(_photo("grace_hopper.jpg"), options)
+    reconstruction = pipeline.reconstruct(real_photo("grace_hopper.jpg"), options)
     assert reconstruction.body_model == "smpl" and reconstruction.body.rest_vertices_m.shape == (6890, 3)
     assert reconstruction.shape.shape == (10,) and "beta0" in reconstruction.report["shape"]
     # pose correctives are baked into the returned rest surface, so plain LBS reproduces the posed one
     assert np.abs(_lbs(reconstruction, reconstruction.body.rest_vertices_m) - reconstruction.body.posed_vertices_m).max() < 1e-3
     with pytest.raises(BadOptionsError, match="smpl24"):
-        pipeline.reconstruct(_photo("grace_hopper.jpg"), ReconstructOptions(body_model="smpl", smpl_dir=str(tmp_path),
+        pipeline.reconstruct(real_photo("grace_hopper.jpg"), ReconstructOptions(body_model="smpl", smpl_dir=str(tmp_path),
                                                                              skeleton="full"))
 
 
@@ -273,7 +265,7 @@ def test_texture_shows_the_photo_where_the_surface_is_seen(lunge):
     from munet.texture import visible_faces
 
     texture = np.asarray(Image.open(io.BytesIO(lunge.texture.image_bytes)).convert("RGB"), np.float64)
-    photo = load_image(_photo("lunge.jpg")).rgb.astype(np.float64)
+    photo = load_image(real_photo("lunge.jpg")).rgb.astype(np.float64)
     surface = lunge.clothed
     visible = np.flatnonzero(visible_faces(surface.posed_vertices_m, surface.faces, lunge.camera))
     chosen = visible[:: max(1, visible.size // 400)]
@@ -289,7 +281,7 @@ def test_mirrored_lunge_mirrors_the_depth(pipeline):
     """The same photo flipped left-right: now the person's right leg is the front one reaching away."""
     from PIL import Image
 
-    mirrored = np.asarray(Image.open(_photo("lunge.jpg")))[:, ::-1].copy()
+    mirrored = np.asarray(Image.open(real_photo("lunge.jpg")))[:, ::-1].copy()
     reconstruction = pipeline.reconstruct(mirrored, ReconstructOptions(texture=False, clothed=False))
     joints = _posed_joints(reconstruction)
     _, depth = reconstruction.camera.project(joints.astype(np.float64))

@@ -10,22 +10,13 @@ import json
 import shutil
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from backend.cli import main
-
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
-
-
-def _photo(name: str) -> Path:
-    path = IMAGES / name
-    if not path.exists():
-        pytest.skip(f"real test photo {path} is missing (the checkout's sibling shared/images/)")
-    return path
+from photos import real_photo
 
 
 def _png(width: int, height: int, value: int = 200) -> bytes:
@@ -45,7 +36,7 @@ def _bomb_png(width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def lunge_outputs(tmp_path_factory):
     out = tmp_path_factory.mktemp("lunge")
-    code = main(["reconstruct", str(_photo("lunge.jpg")), "-o", str(out / "lunge.glb"), "--report", str(out / "lunge.json"),
+    code = main(["reconstruct", str(real_photo("lunge.jpg")), "-o", str(out / "lunge.glb"), "--report", str(out / "lunge.json"),
                  "--preview", str(out / "preview.png"), "--obj", str(out / "lunge"), "--npz", str(out / "lunge.npz")])
     assert code == 0
     return out
@@ -83,7 +74,7 @@ def test_exit_codes(case, code, tmp_path, monkeypatch, capsys):
     elif case == "no_person":
         photo.write_bytes(_png(320, 240))
     else:
-        photo = _photo("grace_hopper.jpg")
+        photo = real_photo("grace_hopper.jpg")
         if case == "bad_option":
             extra = ["--refine-iterations", "-1"]
         elif case == "checkpoint":
@@ -100,7 +91,7 @@ def test_exit_codes(case, code, tmp_path, monkeypatch, capsys):
 def test_batch_folder_goes_on_after_a_failure(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
-    shutil.copy(_photo("grace_hopper.jpg"), photos / "a_grace.jpg")
+    shutil.copy(real_photo("grace_hopper.jpg"), photos / "a_grace.jpg")
     (photos / "b_broken.jpg").write_text("not a photo")
     (photos / "c_nobody.png").write_bytes(_png(320, 240))
     (photos / "notes.txt").write_text("ignored")
