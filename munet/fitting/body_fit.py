@@ -11,8 +11,9 @@ sum of its squared residuals:
   makes the foot higher in the photo the farther one.
 * ``world``: 3D bone directions from MediaPipe's world keypoints (a weak prior: its depth is unreliable).
 * ``pose`` / ``limits``: small-angle prior; Euler joint limits and hinge ranges (radians).
-* ``shape``: phenotypes stay near average (or near ``targets.shape_prior``, the network's shape). ``upright``: the spine stays within ~25 deg of vertical.
-  ``camera``: pitch near level, camera above the floor, everything in front of it.
+* ``shape``: phenotypes stay near average (or near ``targets.shape_prior``, the network's shape).
+  ``upright``: the spine stays within ~25 deg of vertical. ``camera``: pitch near level, camera above
+  the floor, everything in front of it.
 
 Everything is batched: B candidate bodies (depth hypotheses) are fitted at once and the best kept.
 """
@@ -224,6 +225,11 @@ class BodyFitter:
             "rotations": rotations,
         }
 
+    def shape_prior(self, targets: FitTargets) -> torch.Tensor:
+        """(1, S) the centre of the shape prior (where fits start): ``targets.shape_prior`` when given,
+        else the model's average shape."""
+        return _tensors(targets).get("shape_prior", self.default_shape)
+
     def regress_landmarks(self, vertices: np.ndarray) -> np.ndarray:
         """(V, 3) full-mesh vertices -> (33, 3) MediaPipe landmarks (the exact regressor, for metrics)."""
         gathered = vertices[self.landmark_indices]  # (33, K, 3)
@@ -275,7 +281,7 @@ class BodyFitter:
         res["pose"] = math.sqrt(w.pose) * prior_residuals(rows["pose"], self.limits, t["joint_prior_scale"],
                                                           t["prior_target"])
         res["limits"] = math.sqrt(w.limits) * limit_residuals(out["rotations"], rows["pose"], self.limits)
-        res["shape"] = math.sqrt(w.shape) * (rows["shape"] - t.get("shape_prior", self.default_shape))
+        res["shape"] = math.sqrt(w.shape) * (rows["shape"] - self.shape_prior(targets))
         spine = out["joints"][:, JOINT["neck"]] - out["joints"][:, JOINT["pelvis"]]
         cos_up = spine[:, 2] / spine.norm(dim=-1).clamp_min(1e-9)
         free = math.cos(math.radians(w.upright_free_deg))

@@ -69,7 +69,7 @@ class WorldKeypointInitialiser:
         hinge = hinge_init_from_degrees(batch, dtype=DTYPE)
         pose = pack_pose(torch.zeros(batch, 3, dtype=DTYPE), torch.zeros(batch, 24, 3, dtype=DTYPE), hinge)
         state = FitState(root_init=roots, pose=pose, translation_m=torch.zeros(batch, 3, dtype=DTYPE),
-                         camera=torch.zeros(batch, 3, dtype=DTYPE), shape=_start_shape(targets, fitter).expand(batch, -1).clone(),
+                         camera=torch.zeros(batch, 3, dtype=DTYPE), shape=fitter.shape_prior(targets).expand(batch, -1).clone(),
                          names=names)
         state = fitter.fit_directions(targets, state, torch.from_numpy(worlds), self.iterations)
         with torch.no_grad():
@@ -79,13 +79,6 @@ class WorldKeypointInitialiser:
         zero = torch.zeros(batch, dtype=DTYPE)
         camera = torch.stack([zero, torch.from_numpy(height).to(DTYPE), zero], 1)
         return dataclasses.replace(state, translation_m=torch.from_numpy(translation).to(DTYPE), camera=camera)
-
-
-def _start_shape(targets: FitTargets, fitter: BodyFitter) -> torch.Tensor:
-    """(1, S) the shape fits start from: the targets' shape prior when one is given, else the average."""
-    if targets.shape_prior is None:
-        return fitter.default_shape
-    return torch.as_tensor(np.asarray(targets.shape_prior)).to(DTYPE).reshape(1, -1)
 
 
 def _place(landmarks: np.ndarray, heights: np.ndarray, targets: FitTargets) -> tuple[np.ndarray, np.ndarray]:
