@@ -4,7 +4,7 @@ Stages (each timed in the report, ``progress(stage, fraction)`` called as each s
 between them):
 
 1. ``detect``: decode the photo (``munet.detect.load_image``) and run MediaPipe Pose.
-2. ``initialise``: the pluggable initialiser (``munet.fitting.initialise``): today MediaPipe's world
+2. ``initialise``: the pluggable initialiser (``munet.fitting.keypoint_init``): today MediaPipe's world
    keypoints with leg-depth alternatives; the network later.
 3. ``fit``: all candidates fitted to the 2D keypoints, the floor, the world-keypoint directions and the
    pose priors (``munet.fitting.body_fit``); the best is kept. When the feet are seen on the floor, the
@@ -100,7 +100,7 @@ class Pipeline:
     """Holds the body model(s), the keypoint regressor and the detector; reconstructs photos.
 
     body_model: the model loaded up front (others load on first use). initialiser: where fits start
-    (default: ``munet.fitting.initialise.default_initialiser()``). fit_threads: torch threads during the
+    (default: ``munet.fitting.keypoint_init.default_initialiser()``). fit_threads: torch threads during the
     fit (None leaves torch's setting alone). explain_depth: when the feet are seen on the floor, also fit
     the candidates without the floor term (in the ``fit`` batch) so the report can say whether the ground
     plane decided the legs' depth. One reconstruction runs at a time per instance.
@@ -109,7 +109,7 @@ class Pipeline:
     def __init__(self, body_model: str = "anny", smpl_dir: str | None = None, initialiser=None,
                  fit_threads: int | None = 1, detector=None, explain_depth: bool = True):
         from munet.detect import PoseDetector
-        from munet.fitting.initialise import default_initialiser
+        from munet.fitting.keypoint_init import default_initialiser
 
         self._models: dict[tuple[str, str], Any] = {}
         self._fitters: dict[str, Any] = {}
@@ -150,7 +150,7 @@ class Pipeline:
         path = _network_checkpoint(options.checkpoint)
         if path is None:
             return None
-        from munet.network.initialiser import NetworkInitialiser, checkpoint_key
+        from munet.fitting.network_init import NetworkInitialiser, checkpoint_key
 
         key = checkpoint_key(path)
         if key not in self._networks:
@@ -259,7 +259,7 @@ class Pipeline:
         if options.refine_iterations > 0:
             refine_weights = None
             if network is not None:  # stay close to the network's 3D: the 2D terms must not undo its depth
-                from munet.network.initialiser import WORLD_WEIGHT_GAIN
+                from munet.fitting.network_init import WORLD_WEIGHT_GAIN
 
                 refine_weights = dataclasses.replace(fitter.weights, world=fitter.weights.world * WORLD_WEIGHT_GAIN)
             state = fitter.fit(targets, state, options.refine_iterations, silhouette=True, fit_shape=True,
@@ -446,7 +446,7 @@ def _network_checkpoint(path: str | None):
     """The checkpoint to use: the one given, else the shipped default (None when there is none)."""
     if path is not None:
         return path
-    from munet.network.initialiser import default_checkpoint
+    from munet.fitting.network_init import default_checkpoint
 
     return default_checkpoint()
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from munet.body import SMPL24_JOINTS, SMPL24_PARENTS
-from munet.body.fitting import fit_to_vertices
 from munet.body.limits import sample_plausible_poses
+from munet.body.vertex_fit import fit_to_vertices
 
 J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
 
@@ -127,7 +127,7 @@ def test_fitting_recovers_shape_and_pose(anny_body):
 
 
 def test_shape_alone_is_read_from_a_posed_rotated_body(anny_body):
-    from munet.body.fitting import fit_shape
+    from munet.body.vertex_fit import fit_shape
     from munet.body.lbs import axis_angle_to_matrix
 
     generator = torch.Generator().manual_seed(3)

@@ -11,7 +11,7 @@ import torch
 
 from munet.network import MuNet, MuNetConfig
 from munet.network.checkpoint import save_checkpoint
-from munet.network.initialiser import NetworkInitialiser
+from munet.fitting.network_init import NetworkInitialiser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = MuNetConfig(encoder_channels=(8, 8, 16, 16, 16), global_dim=32, body_hidden=(16, 16), clothed_hidden=16)

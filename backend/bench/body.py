@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     results["anny_reload_in_fresh_process_s"] = statistics.median(reloads)
 
     from munet.body import load_body_model
-    from munet.body.fitting import fit_to_vertices
+    from munet.body.vertex_fit import fit_to_vertices
     from munet.body.limits import sample_plausible_poses
 
     body = load_body_model("anny")

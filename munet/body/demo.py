@@ -15,8 +15,8 @@ def posed_body_reconstruction(skeleton: str = "smpl24", seed: int = 3) -> Recons
     smpl24-posed vertices.
     """
     from munet.body import load_body_model
-    from munet.body.fitting import fit_to_vertices
     from munet.body.limits import sample_plausible_poses
+    from munet.body.vertex_fit import fit_to_vertices
 
     body = load_body_model("anny", skeleton="smpl24")
     generator = torch.Generator().manual_seed(seed)

@@ -205,15 +205,15 @@ class PipelineMethod:
 
 class NetworkOnlyMethod:
     """MuNet alone: the body and clothed vertices as the network predicts them, placed in the photo by its
-    weak-perspective camera (``munet.network.initialiser``); the smpl24 joints are those of the body-model
-    fit of the predicted body (``munet.body.fitting.fit_to_vertices``, as the pipeline rigs it). Used to
+    weak-perspective camera (``munet.fitting.network_init``); the smpl24 joints are those of the body-model
+    fit of the predicted body (``munet.body.vertex_fit.fit_to_vertices``, as the pipeline rigs it). Used to
     compare trainings (the ablations) without the photo fit in between."""
 
     uses_truth = False
 
     def __init__(self, name: str, checkpoint: str | None = None, fit_iterations: int = 20):
         from munet.body.anny_model import AnnyBody
-        from munet.network.initialiser import NetworkInitialiser, default_checkpoint
+        from munet.fitting.network_init import NetworkInitialiser, default_checkpoint
 
         path = checkpoint or default_checkpoint()
         if path is None:
@@ -224,7 +224,7 @@ class NetworkOnlyMethod:
         self.fit_iterations = fit_iterations
 
     def predict(self, inputs: EvalInputs, truth: dict | None = None) -> Prediction:
-        from munet.body.fitting import fit_to_vertices
+        from munet.body.vertex_fit import fit_to_vertices
 
         started = time.perf_counter()
         width, height = inputs.image_size

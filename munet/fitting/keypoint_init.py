@@ -1,8 +1,8 @@
-"""Initialisers: where the fit starts. Pluggable: today MediaPipe's world keypoints, later the network.
+"""Initialisers: where the fit starts. The ``Initialiser`` protocol and the keypoint one (MediaPipe's world keypoints).
 
 An initialiser takes the ``FitTargets`` and the ``BodyFitter`` and returns a ``FitState`` with one or
-more candidates (B >= 1); the fit refines all of them and keeps the best. The network initialiser (a
-later issue) returns its own prediction as a single candidate.
+more candidates (B >= 1); the fit refines all of them and keeps the best. The network initialiser
+(``munet.fitting.network_init``) returns its own prediction as a single candidate.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _place(landmarks: np.ndarray, heights: np.ndarray, targets: FitTargets) -> t
 
 
 def default_initialiser() -> Initialiser:
-    """The initialiser used until a network checkpoint ships."""
+    """The initialiser of method "fitting" (and of "network" where no checkpoint ships)."""
     return WorldKeypointInitialiser()
 
 

@@ -1,10 +1,10 @@
-"""The network as the fit's initialiser (``munet.fitting.initialise.Initialiser``) and its 3D anchor.
+"""The network as the fit's initialiser (``munet.fitting.keypoint_init.Initialiser``) and its 3D anchor.
 
 MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints) and its 3D
 keypoints. The body's 33 MediaPipe landmarks (regressed from the predicted vertices) then replace
 MediaPipe's world keypoints in the fit targets: the fit starts from the network's 3D bone directions (one
 candidate, no leg-depth flips: the network decides depth) and from the shape of the network's body (the
-body-model fit, ``munet.body.fitting.fit_shape``, which also centres the fit's shape prior), and the
+body-model fit, ``munet.body.vertex_fit.fit_shape``, which also centres the fit's shape prior), and the
 pipeline's test-time refinement keeps its 3D bone-direction term tied to the network's prediction with a
 raised weight (``WORLD_WEIGHT_GAIN``), so the 2D keypoint and silhouette terms cannot undo the network's
 depth (DESIGN.md §7). The clothed stage's offsets seed the pipeline's clothing fit.
@@ -103,11 +103,11 @@ class NetworkInitialiser:
         return self.last
 
     def __call__(self, targets, fitter, detection=None):
-        from munet.fitting.initialise import WorldKeypointInitialiser
+        from munet.fitting.keypoint_init import WorldKeypointInitialiser
 
         if detection is None:
             raise ValueError("NetworkInitialiser needs the detection: call it as initialiser(targets, fitter, detection=...)")
-        from munet.body.fitting import fit_shape
+        from munet.body.vertex_fit import fit_shape
 
         prediction = self.predict(detection, targets.focal_px, targets.principal_px)
         targets.world_m = prediction.landmarks_aligned.astype(np.float32)
