@@ -11,7 +11,7 @@ import torch
 
 from training.data import clothing, detector, poses
 from training.data.config import DataConfig, data_config_from_dict, load_data_config
-from training.data.raster import rasterize
+from munet.geometry.raster import rasterize
 from training.data.render import project, vertex_normals
 
 SMALL = DataConfig(resolution=128, batch_size=4, shard_size=8, store_body_mask=True)

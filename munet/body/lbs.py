@@ -1,34 +1,15 @@
 """Linear blend skinning with world-aligned joint frames (the SMPL convention), as pure functions.
 
 Conventions are those of ``munet.reconstruction``: every joint's frame is axis-aligned with the world
-in the rest pose; ``pose_axis_angle[:, j]`` rotates joint ``j`` relative to its parent.
+in the rest pose; ``pose_axis_angle[:, j]`` rotates joint ``j`` relative to its parent. Rotation
+conversions live in ``munet.geometry.rotations``.
 """
 
 from __future__ import annotations
 
 import torch
 
-
-def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula. (..., 3) radians -> (..., 3, 3). Smooth at zero (no NaN gradient)."""
-    angle_sq = (axis_angle * axis_angle).sum(-1, keepdim=True)
-    angle = torch.sqrt(angle_sq + 1e-12)
-    # sin(a)/a and (1-cos(a))/a^2 with Taylor fallbacks near zero
-    small = angle_sq < 1e-8
-    sin_over = torch.where(small, 1.0 - angle_sq / 6.0, torch.sin(angle) / angle)
-    one_minus_cos_over = torch.where(small, 0.5 - angle_sq / 24.0, (1.0 - torch.cos(angle)) / (angle_sq + 1e-30))
-    x, y, z = axis_angle.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(axis_angle.shape[:-1] + (3, 3))
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(skew)
-    return eye + sin_over[..., None] * skew + one_minus_cos_over[..., None] * (skew @ skew)
-
-
-def matrix_to_axis_angle(rotation: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle, radians (via quaternions, stable near pi)."""
-    import roma
-
-    return roma.rotmat_to_rotvec(rotation)
+from munet.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # noqa: F401  TEMPORARY re-export
 
 
 def forward_kinematics(

@@ -3,7 +3,8 @@
 Limits are per-joint ranges of XYZ Euler angles (degrees) of the local rotation in the world-aligned
 joint frame (see ``munet.reconstruction``): X is the lateral axis (for a limb hanging down, +X swings
 it backwards; for the spine, +X bends forward), Y the front-back axis (sideways tilt), Z the vertical
-axis (twist). Knees and elbows are hinges: one angle about an axis derived from the rest skeleton.
+axis (twist). Knees and elbows are hinges: one angle about an axis derived from the rest skeleton (``hinge_axes``).
+Euler conversions live in ``munet.geometry.rotations``.
 Used by the pose prior of the fitting and by the synthetic data engine.
 """
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from munet.body.lbs import axis_angle_to_matrix
-from munet.body.skeleton import SMPL24_JOINTS
+from munet.body.skeleton import SMPL24_INDEX, SMPL24_JOINTS
+from munet.geometry.rotations import euler_xyz_to_matrix, matrix_to_axis_angle
 
 _SYMMETRIC = {
     "pelvis": ((-180, 180), (-180, 180), (-180, 180)),
@@ -35,10 +36,15 @@ _LEFT = {
 }
 # Anny's rest pose already bends the elbows ~43 degrees forward: -40 straightens the arm.
 HINGE_JOINTS = {"left_knee": (0.0, 150.0), "right_knee": (0.0, 150.0), "left_elbow": (-40.0, 145.0), "right_elbow": (-40.0, 145.0)}
+"""Hinge joint -> (min, max) flexion in degrees about its ``hinge_axes`` axis."""
+HINGE_JOINT_NAMES = ("left_knee", "right_knee", "left_elbow", "right_elbow")
+"""The hinges' order in ``hinge_axes`` and in every (..., 4) hinge-angle tensor."""
+HINGE_JOINT_INDEX = tuple(SMPL24_INDEX[name] for name in HINGE_JOINT_NAMES)
+"""Their smpl24 joint indices."""
 
 
 def euler_limits_deg() -> np.ndarray:
-    """(24, 3, 2) float32 [min, max] XYZ Euler limits in degrees; hinges are zero here (see hinge_axes)."""
+    """(24, 3, 2) float32 [min, max] XYZ Euler limits in degrees; hinges are zero here (see ``hinge_axes``)."""
     limits = np.zeros((len(SMPL24_JOINTS), 3, 2), np.float32)
     for j, name in enumerate(SMPL24_JOINTS):
         if name in _SYMMETRIC:
@@ -54,31 +60,29 @@ def euler_limits_deg() -> np.ndarray:
     return limits
 
 
-def hinge_axes(rest_joints_m: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Unit hinge axes (3,) for knees and elbows from a rest skeleton (24, 3).
+def hinge_axes(rest_joints_m: torch.Tensor) -> torch.Tensor:
+    """Unit hinge axes of the knees and elbows from rest skeletons.
 
-    Positive rotation about the axis flexes the joint: the shank swings backwards (+Y), the forearm
-    forwards (-Y).
+    rest_joints_m: (..., 24, 3) smpl24 rest joints, metres, world frame. Returns (..., 4, 3) unit axes
+    in ``HINGE_JOINT_NAMES`` order. Knees turn about +X; an elbow about (upper arm x forward), forward
+    being -Y. Positive rotation about the axis flexes the joint: the shank swings backwards (+Y), the
+    forearm forwards (-Y).
     """
-    index = {n: i for i, n in enumerate(SMPL24_JOINTS)}
     forward = rest_joints_m.new_tensor([0.0, -1.0, 0.0])
-    axes = {}
-    for side in ("left", "right"):
-        upper = rest_joints_m[index[f"{side}_elbow"]] - rest_joints_m[index[f"{side}_shoulder"]]
-        axis = torch.linalg.cross(upper / upper.norm(), forward)
-        axes[f"{side}_elbow"] = axis / axis.norm()
-        axes[f"{side}_knee"] = rest_joints_m.new_tensor([1.0, 0.0, 0.0])
-    return axes
+    lateral = rest_joints_m.new_tensor([1.0, 0.0, 0.0]).expand(rest_joints_m.shape[:-2] + (3,))
+    axes = []
+    for name in HINGE_JOINT_NAMES:
+        side, part = name.split("_")
+        if part == "knee":
+            axes.append(lateral)
+            continue
+        upper = rest_joints_m[..., SMPL24_INDEX[f"{side}_elbow"], :] - rest_joints_m[..., SMPL24_INDEX[f"{side}_shoulder"], :]
+        axis = torch.linalg.cross(upper / upper.norm(dim=-1, keepdim=True), forward.expand_as(upper), dim=-1)
+        axes.append(axis / axis.norm(dim=-1, keepdim=True))
+    return torch.stack(axes, -2)
 
 
-def euler_to_matrix(euler_rad: torch.Tensor) -> torch.Tensor:
-    """(..., 3) XYZ Euler angles (R = Rz @ Ry @ Rx) -> (..., 3, 3)."""
-    x, y, z = euler_rad.unbind(-1)
-    eye = torch.zeros(euler_rad.shape[:-1] + (3,), dtype=euler_rad.dtype, device=euler_rad.device)
-    rx = axis_angle_to_matrix(torch.stack([x, eye[..., 1], eye[..., 2]], -1))
-    ry = axis_angle_to_matrix(torch.stack([eye[..., 0], y, eye[..., 2]], -1))
-    rz = axis_angle_to_matrix(torch.stack([eye[..., 0], eye[..., 1], z], -1))
-    return rz @ ry @ rx
+euler_to_matrix = euler_xyz_to_matrix  # TEMPORARY alias while training/data/poses.py moves to the home
 
 
 def sample_plausible_poses(
@@ -89,8 +93,6 @@ def sample_plausible_poses(
     the range's midpoint-clipped zero with std ``spread`` x range; hinges uniform in their range; the
     root gets a random yaw (if ``root_yaw``) and a small pitch/roll. For benchmarks and tests; the
     data engine has a richer pose library."""
-    from munet.body.lbs import matrix_to_axis_angle
-
     limits = torch.from_numpy(euler_limits_deg()).to(rest_joints_m.dtype)
     low, high = torch.deg2rad(limits[..., 0]), torch.deg2rad(limits[..., 1])
     noise = torch.randn(batch, 24, 3, generator=generator, dtype=rest_joints_m.dtype)
@@ -98,9 +100,11 @@ def sample_plausible_poses(
     euler[:, 0] = torch.deg2rad(torch.tensor([10.0, 5.0, 0.0], dtype=euler.dtype)) * torch.randn(batch, 3, generator=generator, dtype=euler.dtype)
     if root_yaw:
         euler[:, 0, 2] = (torch.rand(batch, generator=generator, dtype=euler.dtype) * 2 - 1) * torch.pi
-    pose = matrix_to_axis_angle(euler_to_matrix(euler))
-    for name, axis in hinge_axes(rest_joints_m).items():
+    pose = matrix_to_axis_angle(euler_xyz_to_matrix(euler))
+    axes = hinge_axes(rest_joints_m)  # (4, 3)
+    for k in (2, 0, 3, 1):  # left elbow, left knee, right elbow, right knee: the random stream's order
+        name = HINGE_JOINT_NAMES[k]
         lo, hi = HINGE_JOINTS[name]
         angle = torch.deg2rad(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=pose.dtype) ** 2)
-        pose[:, SMPL24_JOINTS.index(name)] = angle[:, None] * axis
+        pose[:, HINGE_JOINT_INDEX[k]] = angle[:, None] * axes[k]
     return pose

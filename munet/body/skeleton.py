@@ -37,6 +37,9 @@ SMPL24_JOINTS = (
     "left_wrist", "right_wrist", "left_hand", "right_hand",
 )  # fmt: skip
 
+SMPL24_INDEX: dict[str, int] = {name: i for i, name in enumerate(SMPL24_JOINTS)}
+"""smpl24 joint name -> its index in ``SMPL24_JOINTS``."""
+
 SMPL24_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
 

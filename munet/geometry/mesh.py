@@ -23,6 +23,14 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return normals.astype(np.float32)
 
 
+def face_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Batched, differentiable unit face normals: vertices (B, V, 3), faces (F, 3) int64 -> (B, F, 3)
+    (counter-clockwise seen from outside = outwards; degenerate faces give zero)."""
+    tri = vertices[:, faces]  # (B, F, 3, 3)
+    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
+    return n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
 def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Batched, differentiable area-weighted unit vertex normals: (B, V, 3), faces (F, 3) -> (B, V, 3)."""
     tri = vertices[:, faces]  # (B, F, 3, 3)

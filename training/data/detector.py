@@ -25,7 +25,7 @@ import torch
 from munet.detect.crop import crop_params
 from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MEDIAPIPE_WORLD_TO_BLENDER
 from munet.detect.pose import VISIBILITY_THRESHOLD
-from training.data.raster import rasterize
+from munet.geometry.raster import rasterize
 from training.data.render import project
 
 L = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from training.data.raster import rasterize
+from munet.geometry.raster import rasterize
 
 
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

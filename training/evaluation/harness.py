@@ -45,7 +45,7 @@ class Scorer:
         self.surface_points = surface_points
 
     def _masks(self, vertices_cam: list[np.ndarray], K_crop: np.ndarray, inside: np.ndarray, res: int) -> list[np.ndarray]:
-        from training.data.raster import rasterize
+        from munet.geometry.raster import rasterize
         from training.data.render import project
 
         points = torch.from_numpy(np.stack(vertices_cam)).float()
