@@ -2,9 +2,10 @@
 
 An ``Engine`` turns photo bytes into a ``munet.reconstruction.Reconstruction``-like object. The real
 one (``PipelineEngine``) wraps ``munet.pipeline`` and is imported lazily, so this module stays cheap to
-import and testable without the model. ``engine_factory`` picks it, or, only when the environment says
-``MUNET_TEST_ENGINE=fake``, the synthetic engine of ``backend.fake_engine`` used by tests and
-benchmarks.
+import and testable without the model. ``engine_factory`` picks it, or, only when the environment names
+one as ``MUNET_ENGINE=module:attribute``, another engine class: the tests and benchmarks serve the
+synthetic ``tests.doubles.fake_engine:FakeEngine`` that way. The product never imports test code; the
+named module must be importable by the server (the test helpers put the repository on ``PYTHONPATH``).
 
 Each worker thread builds its own engine once (a model holds ~1 GB and state that is not thread-safe)
 and takes jobs from a bounded queue. Replies leave through a ``send(job, message)`` callback that the
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, float], None]
 
-#: Environment variable that swaps in the synthetic engine (tests and benchmarks only).
-TEST_ENGINE_ENV = "MUNET_TEST_ENGINE"
+#: Environment variable naming another engine class as ``module:attribute`` (tests and benchmarks
+#: only, e.g. ``tests.doubles.fake_engine:FakeEngine``). Unset for the real pipeline.
+ENGINE_ENV = "MUNET_ENGINE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,18 +141,24 @@ class PipelineEngine:
         return self._reconstruct(image, self._options(options), progress=progress, cancel=cancel)
 
 
-def engine_factory(device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None) -> Callable[[], Engine]:
-    """A callable that builds one engine per worker: the real pipeline, or the synthetic test engine
-    when ``MUNET_TEST_ENGINE=fake`` (refused for any other value)."""
-    kind = os.environ.get(TEST_ENGINE_ENV, "")
-    if kind == "fake":
-        from backend.fake_engine import FakeEngine
+def load_engine_class(spec: str) -> Callable[..., Engine]:
+    """The engine class named by ``spec``, ``"package.module:ClassName"`` (see ``ENGINE_ENV``)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"{ENGINE_ENV}={spec!r}: name the engine class as module:attribute "
+                         "(unset it for the real pipeline)")
+    return getattr(importlib.import_module(module_name), attribute)
 
-        log.warning("%s=fake: serving SYNTHETIC results from the test engine, not the model", TEST_ENGINE_ENV)
-        return lambda: FakeEngine(device=device)
-    if kind:
-        raise ValueError(f"{TEST_ENGINE_ENV}={kind!r}: the only test engine is 'fake' (unset it for the real pipeline)")
-    return lambda: PipelineEngine(device=device, checkpoint=checkpoint, smpl_dir=smpl_dir)
+
+def engine_factory(device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None) -> Callable[[], Engine]:
+    """A callable that builds one engine per worker: the real pipeline, or the engine class that
+    ``MUNET_ENGINE=module:attribute`` names (built with the same keyword arguments as ``PipelineEngine``)."""
+    spec = os.environ.get(ENGINE_ENV, "")
+    engine_cls: Callable[..., Engine] = PipelineEngine
+    if spec:
+        engine_cls = load_engine_class(spec)
+        log.warning("%s=%s: serving the results of this engine, not of the model", ENGINE_ENV, spec)
+    return lambda: engine_cls(device=device, checkpoint=checkpoint, smpl_dir=smpl_dir)
 
 
 # --------------------------------------------------------------------------------------------------

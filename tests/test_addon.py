@@ -37,7 +37,7 @@ def addon():
 
 def _server(engine: str, timeout: float, **fake):
     sys.path.insert(0, str(REPO))
-    from backend.testing import ServerProcess
+    from tests.doubles.processes import ServerProcess
 
     server = ServerProcess(engine=engine, **fake)
     try:

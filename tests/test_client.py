@@ -16,8 +16,8 @@ import pytest
 from backend import client as client_module
 from backend import protocol as p
 from backend.client import BackendError, Client
-from backend.fake_engine import FakeEngine
-from backend.testing import EXAMPLE_PHOTO, REPO, ServerProcess, child_env
+from tests.doubles.fake_engine import FakeEngine
+from tests.doubles.processes import EXAMPLE_PHOTO, REPO, ServerProcess, child_env
 
 PHOTO = EXAMPLE_PHOTO.read_bytes()
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from backend import protocol as p
-from backend.fake_engine import FakeEngine
-from backend.testing import EXAMPLE_PHOTO, REPO
+from tests.doubles.fake_engine import FakeEngine
+from tests.doubles.processes import EXAMPLE_PHOTO, REPO
 
 
 @pytest.fixture(scope="module")

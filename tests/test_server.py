@@ -1,4 +1,4 @@
-"""A real `munet serve` in its own process, with the synthetic engine (MUNET_TEST_ENGINE=fake).
+"""A real `munet serve` in its own process, with the synthetic engine (`tests.doubles.fake_engine`).
 
 Servers bind free loopback ports; tests wait for replies or printed lines, never for time to pass.
 """
@@ -17,7 +17,7 @@ from PIL import Image
 
 from backend import protocol as p
 from backend.client import BackendError, Client
-from backend.testing import EXAMPLE_PHOTO, RawClient, ServerProcess
+from tests.doubles.processes import EXAMPLE_PHOTO, RawClient, ServerProcess
 
 PHOTO = EXAMPLE_PHOTO.read_bytes()
 STAGES = ["queued", "started", "detect", "network", "fit", "refine", "texture"]
@@ -411,7 +411,7 @@ def test_sigterm_ends_running_requests_with_an_error():
 
 
 def test_exposed_bind_needs_curve_or_insecure():
-    from backend.testing import ChildProcess, child_env
+    from tests.doubles.processes import ChildProcess, child_env
 
     refused = ChildProcess(["serve", "--bind", "tcp://0.0.0.0:0"], child_env()).start()
     assert refused.wait(20) == 2
@@ -425,7 +425,7 @@ def test_exposed_bind_needs_curve_or_insecure():
 
 
 def test_curve_keys(tmp_path):
-    from backend.testing import ChildProcess, child_env
+    from tests.doubles.processes import ChildProcess, child_env
 
     keys, other = tmp_path / "keys", tmp_path / "other"
     for directory in (keys, other):

@@ -9,7 +9,7 @@ import pytest
 
 from backend import protocol as p
 from backend.client import BackendError, Client
-from backend.testing import EXAMPLE_PHOTO, BrokerProcess, ServerProcess
+from tests.doubles.processes import EXAMPLE_PHOTO, BrokerProcess, ServerProcess
 
 PHOTO = EXAMPLE_PHOTO.read_bytes()
 
@@ -72,7 +72,7 @@ def test_cancel_through_the_broker(cluster):
 
 def test_curve_through_the_broker(tmp_path):
     """Broker and worker both secured with the keys of `munet keys`; the worker uses the client pair."""
-    from backend.testing import ChildProcess, child_env
+    from tests.doubles.processes import ChildProcess, child_env
 
     keys = tmp_path / "keys"
     maker = ChildProcess(["keys", str(keys)], child_env()).start()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from backend import protocol as p
 from backend.client import BackendError, Client
-from backend.testing import EXAMPLE_PHOTO, RawClient, ServerProcess
+from tests.doubles.processes import EXAMPLE_PHOTO, RawClient, ServerProcess
 
 pytest.importorskip("munet.pipeline", reason="munet.pipeline is not importable yet: the real-pipeline server tests run once it lands")
 

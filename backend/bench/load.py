@@ -4,7 +4,7 @@
                                  [--engine fake|real] [--fake-stage-s 0] [--endpoint tcp://...]
 
 By default it starts ``munet serve`` on a free loopback port with the SYNTHETIC engine
-(``MUNET_TEST_ENGINE=fake``: production-size results, no model), so the numbers measure the service
+(``MUNET_ENGINE=tests.doubles.fake_engine:FakeEngine``: production-size results, no model), so the numbers measure the service
 (sockets, protocol, queueing), not reconstruction. ``--engine real`` serves ``munet.pipeline`` instead;
 ``--endpoint`` measures a server that is already running (no memory numbers then).
 
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from backend.client import Client
-from backend.testing import EXAMPLE_PHOTO, RawClient, ServerProcess
+from tests.doubles.processes import EXAMPLE_PHOTO, RawClient, ServerProcess
 
 
 def load(endpoint: str, clients: int, requests: int, timeout_s: float) -> dict:

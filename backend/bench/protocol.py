@@ -24,8 +24,8 @@ import time
 import zmq
 
 from backend import protocol, transport
-from backend.fake_engine import FakeEngine
-from backend.testing import EXAMPLE_PHOTO
+from tests.doubles.fake_engine import FakeEngine
+from tests.doubles.processes import EXAMPLE_PHOTO
 
 
 def full_result(vertices: int, texture_bytes: int):

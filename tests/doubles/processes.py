@@ -3,8 +3,9 @@
 ``ServerProcess`` starts ``python -m backend.cli serve`` on a free loopback port, reads the endpoint it
 announces on stdout, and waits until it answers ``ping`` as ready; it can be stopped with a signal,
 killed, restarted on the same endpoint, and measured (RSS from /proc). ``engine="fake"`` sets
-``MUNET_TEST_ENGINE=fake`` (synthetic results, see ``backend.fake_engine``); ``engine="real"`` makes
-sure it is unset.
+``MUNET_ENGINE=tests.doubles.fake_engine:FakeEngine`` (synthetic results, see ``tests.doubles.fake_engine``);
+``engine="real"`` makes sure it is unset. The child runs in the repository root with the root on
+``PYTHONPATH``, so it can import ``tests.doubles``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import threading
 import time
 from typing import Any
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
+#: ``MUNET_ENGINE`` value that makes a server child serve the synthetic engine.
+FAKE_ENGINE = "tests.doubles.fake_engine:FakeEngine"
 EXAMPLE_PHOTO = REPO / "examples" / "lunge.jpg"
 
 
@@ -31,9 +34,9 @@ def child_env(engine: str = "fake", **fake: Any) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
-    env.pop("MUNET_TEST_ENGINE", None)
+    env.pop("MUNET_ENGINE", None)
     if engine == "fake":
-        env["MUNET_TEST_ENGINE"] = "fake"
+        env["MUNET_ENGINE"] = FAKE_ENGINE
     elif engine != "real":
         raise ValueError(f"engine must be 'fake' or 'real', not {engine!r}")
     for name, value in fake.items():

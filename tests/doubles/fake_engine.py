@@ -1,6 +1,7 @@
 """A synthetic engine for tests and benchmarks of the service, never for users.
 
-Selected only by ``MUNET_TEST_ENGINE=fake`` (see ``backend.service.engine_factory``). It returns a real
+Served by ``munet serve`` only when ``MUNET_ENGINE=tests.doubles.fake_engine:FakeEngine`` (see
+``backend.service.engine_factory``; the test helpers in ``tests.doubles.processes`` set it). It returns a real
 ``munet.reconstruction.Reconstruction`` of production size (a ~14k-vertex capsule "body", a clothed
 copy, sparse skin weights over ``smpl24``, per-corner UVs and a ~1 MB PNG texture) without any model,
 so the wire, the server and the clients can be tested and timed while the pipeline is elsewhere.
@@ -106,7 +107,8 @@ def check_image(image: bytes) -> tuple[int, int]:
 class FakeEngine:
     """Synthetic results of production size (see the module docstring). One per worker thread."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None):
+        del checkpoint, smpl_dir  # the engine constructor's contract (see backend.service.engine_factory); no model here
         self.device = "cpu" if device == "auto" else device
         self.stage_s = _env_float("MUNET_FAKE_STAGE_S", 0.0)
         self.busy = os.environ.get("MUNET_FAKE_BUSY") == "1"
