@@ -7,10 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup sysdeps demo test bench clean
+.PHONY: setup sysdeps demo test test-fast bench clean
 .DEFAULT_GOAL := demo
 
 $(STAMP): requirements.txt requirements-mediapipe.txt constraints.txt pyproject.toml
+	@test -x $(PY) || command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: '$(PYTHON)' not found. MuNet needs Python 3.11 (Blender's bpy and MediaPipe 0.10.21 exist for 3.11 only): install it (Debian/Ubuntu: 'sudo apt install python3.11 python3.11-venv'; any OS: 'pyenv install 3.11' or 'uv python install 3.11'), or point make at it: 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make: '$(PYTHON)' is Python $$($(PYTHON) -c 'import sys; print(*sys.version_info[:2], sep=".")'), MuNet needs 3.11: install it and run 'make PYTHON=python3.11 ...'" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
@@ -29,8 +31,13 @@ demo: setup
 	@mkdir -p $(OUT)
 	$(VENV)/bin/munet reconstruct examples/lunge.jpg -o $(OUT)/lunge.glb --report $(OUT)/lunge.json --preview $(OUT)/lunge_preview.png
 
+# The whole suite; a skipped test fails it (tests/conftest.py), so a green run means everything ran.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# The contributor's quick loop: everything not marked slow (~1-2 minutes on 2 cores).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) -m backend.bench.body

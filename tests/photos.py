@@ -1,17 +1,16 @@
-"""The real test photos in the checkout's sibling ``shared/images/`` (never read by the product)."""
+"""The real test photos, committed in ``tests/data/`` (never read by the product)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+IMAGES = Path(__file__).resolve().parent / "data"
+"""Folder of the real test photos (sources and licences in its README.md)."""
 
 
 def real_photo(name: str) -> Path:
-    """The path of a real test photo; skips the test when the photo is missing."""
+    """The path of a committed real test photo; a missing one is an error, never a skip."""
     path = IMAGES / name
-    if not path.exists():
-        pytest.skip(f"real test photo {path} is missing (the checkout's sibling shared/images/)")
+    if not path.is_file():
+        raise FileNotFoundError(f"test photo {path} is missing: it is committed in tests/data/ (see its README.md)")
     return path
