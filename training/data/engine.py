@@ -93,134 +93,221 @@ class SampleGenerator:
 
     def generate(self, seed: int, indices: np.ndarray | list[int]) -> dict[str, np.ndarray]:
         """Samples ``indices`` under ``seed``: a dict of arrays stacked along a first axis (see
-        ``training/data/sample.py``)."""
-        cfg = self.config
+        ``training/data/sample.py``). The stages draw from each sample's stream in a fixed order:
+        body shape, pose, clothing, camera, crop box, detector noise."""
         indices = np.asarray(indices, np.int64)
-        count = len(indices)
         rngs = [np.random.default_rng([int(seed), int(i)]) for i in indices]
-        res = cfg.resolution
-        t0 = time.perf_counter()
         with torch.no_grad():
-            shapes = np.concatenate([bodies.sample_shapes(r, 1, self.stature_table, cfg.population) for r in rngs])
-            shape_t = torch.from_numpy(shapes)
-            rest_v, rest_j = self.body.rest(shape_t)
-            t0 = self.times.add("body_rest", t0)
-            pose_batch, families = self._poses(rngs, rest_v, rest_j)
-            axis_angle = poses.to_axis_angle(pose_batch, rest_j).float()
-            posed = self.body.pose(rest_v, rest_j, axis_angle)
-            t0 = self.times.add("pose", t0)
-
-            # feet on the floor, pelvis over the origin
-            verts = posed.vertices_m
-            translation = torch.zeros(count, 3)
-            translation[:, :2] = -posed.joints_m[:, J["pelvis"], :2]
-            translation[:, 2] = -verts[..., 2].amin(1)
-            female = shapes[:, 0]
-            garments = [clothing.sample_clothing(r, [f], female[k : k + 1], cfg.loose_bias) for k, (r, f) in enumerate(zip(rngs, families))]
-            params = clothing.ClothingParams(**{k: np.concatenate([g.as_dict()[k] for g in garments]) for k in garments[0].as_dict()})
-            clothed, _ = clothing.dress_bodies(
-                verts, rest_v, posed.joints_m, rest_j, posed.global_rotations, self.faces, self.atlas, params
-            )
-            body_world = verts + translation[:, None]
-            clothed_world = clothed + translation[:, None]
-            joints_world = posed.joints_m + translation[:, None]
-            t0 = self.times.add("clothing", t0)
-
-            # cameras, framed on the clothed person
-            clothed_np = clothed_world.numpy()
-            joints_np = joints_world.numpy()
-            knee = joints_np[:, [J["left_knee"], J["right_knee"]], 2].mean(1)
-            hip = joints_np[:, J["pelvis"], 2]
-            spine = joints_np[:, J["spine2"], 2]
-            cut = np.stack([np.minimum(knee, hip) - 0.05, np.maximum(spine, hip + 0.05)], 1)
-            cams = camera.sample_cameras(rngs, clothed_np[:, ::CAMERA_POINTS_STRIDE].astype(np.float64), cfg.framing_weights, cut)
-            R = torch.from_numpy(np.stack([c.R for c in cams])).float()
-            t = torch.from_numpy(np.stack([c.t for c in cams])).float()
-            K = np.stack([c.K for c in cams])
-            image_sizes = np.array([c.image_size for c in cams], np.int32)
-            body_cam = torch.baddbmm(t[:, None], body_world, R.transpose(1, 2))
-            clothed_cam = torch.baddbmm(t[:, None], clothed_world, R.transpose(1, 2))
-            landmarks_cam = torch.baddbmm(t[:, None], self.regressor(body_world), R.transpose(1, 2))
-            K_t = torch.from_numpy(K).float()
-            clothed_px = detector.project(clothed_cam, K_t).numpy()
-            t0 = self.times.add("camera", t0)
-
-            # the detector: crops, silhouettes, visibility, noise
-            crops = detector.person_crops(clothed_px, image_sizes, rngs, res, cfg.detector, K)
-            masks, zbuffer, body_masks = detector.render_crops(
-                clothed_cam, body_cam if cfg.store_body_mask else None, self.faces, crops, res
-            )
-            t0 = self.times.add("raster", t0)
-            gt_px = detector.project(landmarks_cam, K_t).numpy()
-            landmark_depth = landmarks_cam[..., 2].numpy()
-            offsets = (clothed - verts).norm(dim=-1)[:, self.landmark_vertex].numpy()  # (B, 33)
-            gt_crop = np.stack([_to_crop(gt_px[k], crops, k, res) for k in range(count)])
-            hidden = detector.occlusion(gt_crop, landmark_depth, zbuffer, self.landmark_tolerance + offsets)
-            gt_in_frame = np.stack([detector.seen_flags(gt_px[k], np.ones(33), tuple(image_sizes[k]))[0] for k in range(count)])
-            gt_visible = gt_in_frame & ~hidden
-            statures = (rest_v[..., 2].amax(1)).numpy()
-            heights_px = np.ptp(clothed_px[..., 1], axis=1)
-
-            keypoints = np.zeros((count, 33, 2), np.float32)
-            visibility = np.zeros((count, 33), np.float32)
-            soft_masks = np.zeros((count, res, res), np.float32)
-            world_kp = np.zeros((count, 33, 3), np.float32)
-            for k, r in enumerate(rngs):
-                keypoints[k], visibility[k] = detector.noisy_keypoints(
-                    r, gt_px[k], gt_visible[k], gt_in_frame[k], float(heights_px[k]), cfg.detector
-                )
-                soft_masks[k] = detector.noisy_mask(r, masks[k], crops.inside_photo[k], cfg.detector)
-                world_kp[k] = detector.noisy_world_keypoints(r, landmarks_cam[k].numpy(), float(statures[k]))
-            flags = [detector.seen_flags(keypoints[k], visibility[k], tuple(image_sizes[k])) for k in range(count)]
-            in_frame = np.stack([f[0] for f in flags])
-            seen = np.stack([f[1] for f in flags])
-            keypoints_crop = np.stack([_to_crop(keypoints[k], crops, k, res) for k in range(count)]).astype(np.float32)
-            t0 = self.times.add("detector", t0)
-
-            sample = {
-                "mask": soft_masks,
-                "keypoints_px": keypoints,
-                "keypoints_crop": keypoints_crop,
-                "visibility": visibility,
-                "in_frame": in_frame,
-                "seen": seen,
-                "world_keypoints_m": world_kp,
-                "image_size": image_sizes,
-                "K": K.astype(np.float32),
-                "crop_center_px": crops.center.astype(np.float32),
-                "crop_side_px": crops.side.astype(np.float32),
-                "K_crop": crops.K_crop.astype(np.float32),
-                "R_world_to_cam": R.numpy(),
-                "t_world_to_cam_m": t.numpy(),
-                "shape": shapes,
-                "pose_axis_angle": axis_angle.numpy(),
-                "translation_m": translation.numpy(),
-                "body_joints_m": joints_world.numpy(),
-                "body_vertices_m": body_world.numpy(),
-                "clothed_vertices_m": clothed_np,
-                "gt_keypoints_px": gt_px.astype(np.float32),
-                "gt_visible": gt_visible,
-                "gt_mask": masks,
-                "family": np.array([FAMILY_NAMES.index(f) for f in families], np.int16),
-                "framing": np.array([c.framing for c in cams], np.int16),
-                "garments": np.stack(
-                    [params.top, params.bottom, params.outer, params.hair, params.has_skirt()], 1
-                ).astype(np.int16),
-                "stature_m": statures.astype(np.float32),
-                "index": indices,
-                "seed": np.full(count, seed, np.int64),
-            }
-            if cfg.store_body_mask:
+            people = self._people(rngs)
+            views = self._views(rngs, people)
+            crops, masks, zbuffer, body_masks = self._silhouettes(rngs, views)
+            detections = self._detections(rngs, people, views, crops, masks, zbuffer)
+            t0 = time.perf_counter()
+            sample = _sample_fields(seed, indices, people, views, crops, masks, detections)
+            if self.config.store_body_mask:
                 sample["gt_body_mask"] = body_masks
-            if cfg.store_normals:
-                from training.data.render import normal_images
-
-                normals, _ = normal_images(clothed_cam, self.faces, torch.from_numpy(crops.K_crop).float(), res)
-                sample["normals"] = np.where(
-                    np.any(normals != 0, -1, keepdims=True), np.round((normals + 1.0) * 127.5), 0
-                ).astype(np.uint8)
+            if self.config.store_normals:
+                sample["normals"] = _normal_image(views.clothed_cam, self.faces, crops, self.config.resolution)
             self.times.add("assemble", t0)
         return sample
+
+    # ---- the stages of ``generate`` (under no_grad; each adds its time to ``self.times``) -----
+
+    def _people(self, rngs: list[np.random.Generator]) -> "_People":
+        """Shapes, poses without self-intersection, clothing; feet on the floor, pelvis over the origin."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        shapes = np.concatenate([bodies.sample_shapes(r, 1, self.stature_table, cfg.population) for r in rngs])
+        rest_v, rest_j = self.body.rest(torch.from_numpy(shapes))
+        t0 = self.times.add("body_rest", t0)
+        pose_batch, families = self._poses(rngs, rest_v, rest_j)
+        axis_angle = poses.to_axis_angle(pose_batch, rest_j).float()
+        posed = self.body.pose(rest_v, rest_j, axis_angle)
+        t0 = self.times.add("pose", t0)
+        verts = posed.vertices_m
+        translation = torch.zeros(len(rngs), 3)
+        translation[:, :2] = -posed.joints_m[:, J["pelvis"], :2]
+        translation[:, 2] = -verts[..., 2].amin(1)
+        female = shapes[:, 0]
+        garments = [clothing.sample_clothing(r, [f], female[k : k + 1], cfg.loose_bias) for k, (r, f) in enumerate(zip(rngs, families))]
+        params = clothing.ClothingParams(**{k: np.concatenate([g.as_dict()[k] for g in garments]) for k in garments[0].as_dict()})
+        clothed, _ = clothing.dress_bodies(
+            verts, rest_v, posed.joints_m, rest_j, posed.global_rotations, self.faces, self.atlas, params
+        )
+        self.times.add("clothing", t0)
+        return _People(
+            shapes, rest_v, axis_angle, families, params, translation, verts + translation[:, None],
+            clothed + translation[:, None], posed.joints_m + translation[:, None], (clothed - verts).norm(dim=-1),
+        )  # fmt: skip
+
+    def _views(self, rngs: list[np.random.Generator], people: "_People") -> "_Views":
+        """Cameras framed on the clothed person (the framing's cut heights from the joints); the people
+        in the camera frame and the clothed surface in full-photo pixels."""
+        t0 = time.perf_counter()
+        clothed_np = people.clothed_world.numpy()
+        joints_np = people.joints_world.numpy()
+        knee = joints_np[:, [J["left_knee"], J["right_knee"]], 2].mean(1)
+        hip = joints_np[:, J["pelvis"], 2]
+        spine = joints_np[:, J["spine2"], 2]
+        cut = np.stack([np.minimum(knee, hip) - 0.05, np.maximum(spine, hip + 0.05)], 1)
+        cams = camera.sample_cameras(rngs, clothed_np[:, ::CAMERA_POINTS_STRIDE].astype(np.float64), self.config.framing_weights, cut)
+        R = torch.from_numpy(np.stack([c.R for c in cams])).float()
+        t = torch.from_numpy(np.stack([c.t for c in cams])).float()
+        K = np.stack([c.K for c in cams])
+
+        def to_cam(points_world: torch.Tensor) -> torch.Tensor:
+            return torch.baddbmm(t[:, None], points_world, R.transpose(1, 2))
+
+        clothed_cam = to_cam(people.clothed_world)
+        views = _Views(
+            cams, R, t, K, np.array([c.image_size for c in cams], np.int32), to_cam(people.body_world), clothed_cam,
+            to_cam(self.regressor(people.body_world)), detector.project(clothed_cam, torch.from_numpy(K).float()).numpy(),
+        )  # fmt: skip
+        self.times.add("camera", t0)
+        return views
+
+    def _silhouettes(self, rngs: list[np.random.Generator], views: "_Views"):
+        """The pipeline's crop around each person and the clean silhouettes in it: (crops, clothed masks
+        (B, R, R) bool, clothed z-buffer (B, R, R), body masks or None)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        crops = detector.person_crops(views.clothed_px, views.image_sizes, rngs, cfg.resolution, cfg.detector, views.K)
+        masks, zbuffer, body_masks = detector.render_crops(
+            views.clothed_cam, views.body_cam if cfg.store_body_mask else None, self.faces, crops, cfg.resolution
+        )
+        self.times.add("raster", t0)
+        return crops, masks, zbuffer, body_masks
+
+    def _detections(self, rngs: list[np.random.Generator], people: "_People", views: "_Views",
+                    crops: detector.CropGeometry, masks: np.ndarray, zbuffer: np.ndarray) -> "_Detections":
+        """True landmarks and their visibility (frame bounds, occlusion by the clothed surface), then what
+        a noisy detector reports: keypoints with visibility scores, a soft mask, world landmarks."""
+        cfg, res, count = self.config, self.config.resolution, len(rngs)
+        t0 = time.perf_counter()
+        gt_px = detector.project(views.landmarks_cam, torch.from_numpy(views.K).float()).numpy()
+        offsets = people.cloth_offsets[:, self.landmark_vertex].numpy()  # (B, 33)
+        gt_crop = np.stack([_to_crop(gt_px[k], crops, k, res) for k in range(count)])
+        hidden = detector.occlusion(gt_crop, views.landmarks_cam[..., 2].numpy(), zbuffer, self.landmark_tolerance + offsets)
+        gt_in_frame = np.stack([detector.seen_flags(gt_px[k], np.ones(33), tuple(views.image_sizes[k]))[0] for k in range(count)])
+        gt_visible = gt_in_frame & ~hidden
+        statures = (people.rest_v[..., 2].amax(1)).numpy()
+        heights_px = np.ptp(views.clothed_px[..., 1], axis=1)
+        keypoints = np.zeros((count, 33, 2), np.float32)
+        visibility = np.zeros((count, 33), np.float32)
+        soft_masks = np.zeros((count, res, res), np.float32)
+        world_kp = np.zeros((count, 33, 3), np.float32)
+        for k, r in enumerate(rngs):
+            keypoints[k], visibility[k] = detector.noisy_keypoints(
+                r, gt_px[k], gt_visible[k], gt_in_frame[k], float(heights_px[k]), cfg.detector
+            )
+            soft_masks[k] = detector.noisy_mask(r, masks[k], crops.inside_photo[k], cfg.detector)
+            world_kp[k] = detector.noisy_world_keypoints(r, views.landmarks_cam[k].numpy(), float(statures[k]))
+        flags = [detector.seen_flags(keypoints[k], visibility[k], tuple(views.image_sizes[k])) for k in range(count)]
+        keypoints_crop = np.stack([_to_crop(keypoints[k], crops, k, res) for k in range(count)]).astype(np.float32)
+        self.times.add("detector", t0)
+        return _Detections(
+            gt_px, gt_visible, statures, keypoints, keypoints_crop, visibility, np.stack([f[0] for f in flags]),
+            np.stack([f[1] for f in flags]), soft_masks, world_kp,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass
+class _People:
+    """The generated people of a batch (B samples): shape (B, 6) phenotypes; rest_v (B, V, 3) rest
+    vertices; axis_angle (B, 24, 3) the pose; families (B,) pose family names; params the garments;
+    translation (B, 3) world; body_world / clothed_world (B, V, 3) and joints_world (B, 24, 3) posed,
+    world frame, metres; cloth_offsets (B, V) distance of the clothed surface from the body, metres."""
+
+    shapes: np.ndarray
+    rest_v: torch.Tensor
+    axis_angle: torch.Tensor
+    families: list[str]
+    params: clothing.ClothingParams
+    translation: torch.Tensor
+    body_world: torch.Tensor
+    clothed_world: torch.Tensor
+    joints_world: torch.Tensor
+    cloth_offsets: torch.Tensor
+
+
+@dataclasses.dataclass
+class _Views:
+    """The virtual photos: cams (B,) ``camera.Camera``; R (B, 3, 3), t (B, 3) world -> OpenCV camera;
+    K (B, 3, 3) float64 intrinsics; image_sizes (B, 2) int32 (width, height); body_cam / clothed_cam
+    (B, V, 3) and landmarks_cam (B, 33, 3) camera frame, metres; clothed_px (B, V, 2) full pixels."""
+
+    cams: list
+    R: torch.Tensor
+    t: torch.Tensor
+    K: np.ndarray
+    image_sizes: np.ndarray
+    body_cam: torch.Tensor
+    clothed_cam: torch.Tensor
+    landmarks_cam: torch.Tensor
+    clothed_px: np.ndarray
+
+
+@dataclasses.dataclass
+class _Detections:
+    """Truth and the simulated detector, per sample (B, 33, ...): gt_px full pixels, gt_visible bool,
+    statures (B,) metres; the detector's keypoints (full and crop pixels), visibility scores, in_frame
+    and seen flags, soft masks (B, R, R) and world landmarks (B, 33, 3)."""
+
+    gt_px: np.ndarray
+    gt_visible: np.ndarray
+    statures: np.ndarray
+    keypoints: np.ndarray
+    keypoints_crop: np.ndarray
+    visibility: np.ndarray
+    in_frame: np.ndarray
+    seen: np.ndarray
+    soft_masks: np.ndarray
+    world_kp: np.ndarray
+
+
+def _sample_fields(seed: int, indices: np.ndarray, people: _People, views: _Views, crops: detector.CropGeometry,
+                   masks: np.ndarray, det: _Detections) -> dict[str, np.ndarray]:
+    """The sample dict (``training/data/sample.py``) of a generated batch, optional fields aside."""
+    params = people.params
+    return {
+        "mask": det.soft_masks,
+        "keypoints_px": det.keypoints,
+        "keypoints_crop": det.keypoints_crop,
+        "visibility": det.visibility,
+        "in_frame": det.in_frame,
+        "seen": det.seen,
+        "world_keypoints_m": det.world_kp,
+        "image_size": views.image_sizes,
+        "K": views.K.astype(np.float32),
+        "crop_center_px": crops.center.astype(np.float32),
+        "crop_side_px": crops.side.astype(np.float32),
+        "K_crop": crops.K_crop.astype(np.float32),
+        "R_world_to_cam": views.R.numpy(),
+        "t_world_to_cam_m": views.t.numpy(),
+        "shape": people.shapes,
+        "pose_axis_angle": people.axis_angle.numpy(),
+        "translation_m": people.translation.numpy(),
+        "body_joints_m": people.joints_world.numpy(),
+        "body_vertices_m": people.body_world.numpy(),
+        "clothed_vertices_m": people.clothed_world.numpy(),
+        "gt_keypoints_px": det.gt_px.astype(np.float32),
+        "gt_visible": det.gt_visible,
+        "gt_mask": masks,
+        "family": np.array([FAMILY_NAMES.index(f) for f in people.families], np.int16),
+        "framing": np.array([c.framing for c in views.cams], np.int16),
+        "garments": np.stack([params.top, params.bottom, params.outer, params.hair, params.has_skirt()], 1).astype(np.int16),
+        "stature_m": det.statures.astype(np.float32),
+        "index": indices,
+        "seed": np.full(len(indices), seed, np.int64),
+    }
+
+
+def _normal_image(clothed_cam: torch.Tensor, faces: torch.Tensor, crops: detector.CropGeometry, resolution: int) -> np.ndarray:
+    """(B, R, R, 3) uint8 camera-frame normals of the clothed surface in the crop, (n + 1) * 127.5, zero background."""
+    from training.data.render import normal_images
+
+    normals, _ = normal_images(clothed_cam, faces, torch.from_numpy(crops.K_crop).float(), resolution)
+    return np.where(np.any(normals != 0, -1, keepdims=True), np.round((normals + 1.0) * 127.5), 0).astype(np.uint8)
 
 
 def _to_crop(points_px: np.ndarray, crops: detector.CropGeometry, k: int, resolution: int) -> np.ndarray:
