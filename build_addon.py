@@ -6,8 +6,8 @@ Steps (idempotent; every download is cached):
    ``pip download --only-binary=:all: --no-deps --platform ... --python-version ...`` into
    ``build/wheels/`` (git-ignored). A wheel that cannot be had is a clear error naming it.
 2. Stage ``build/addon/munet_blender/``: the ``blender_addon/`` sources, a copy of the wire format
-   ``backend/protocol.py`` as the sibling module ``protocol.py`` (the one source of truth, copied
-   byte for byte, never forked), the wheels, and the manifest with its ``wheels`` list filled in.
+   package ``backend/protocol/`` as the sub-package ``protocol/`` (the one source of truth, its modules
+   copied byte for byte, never forked), the wheels, and the manifest with its ``wheels`` list filled in.
 3. Validate and build with Blender's own extension tool (``bl_pkg/cli/blender_ext.py`` from the
    ``bpy`` package, run under plain Python) into ``dist/``.
 """
@@ -26,7 +26,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent
 SOURCE = REPO / "blender_addon"
-PROTOCOL = REPO / "backend" / "protocol.py"
+PROTOCOL = REPO / "backend" / "protocol"
 WHEEL_CACHE = REPO / "build" / "wheels"
 STAGE = REPO / "build" / "addon"
 DIST = REPO / "dist"
@@ -112,14 +112,15 @@ def manifest_version(manifest: str) -> str:
 
 
 def stage(wheels: list[pathlib.Path], stage_root: pathlib.Path = STAGE) -> pathlib.Path:
-    """Write the package tree to build: sources, protocol.py, wheels/, the manifest with its wheels list."""
-    if not PROTOCOL.is_file():
-        raise BuildError(f"{PROTOCOL} is missing: the add-on ships a copy of the wire format")
+    """Write the package tree to build: sources, protocol/, wheels/, the manifest with its wheels list."""
+    if not (PROTOCOL / "__init__.py").is_file():
+        raise BuildError(f"{PROTOCOL}/__init__.py is missing: the add-on ships a copy of the wire format")
     package = stage_root / "munet_blender"
     if package.exists():
         shutil.rmtree(package)
-    shutil.copytree(SOURCE, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "protocol.py"))
-    shutil.copy2(PROTOCOL, package / "protocol.py")
+    compiled = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(SOURCE, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "protocol", "protocol.py"))
+    shutil.copytree(PROTOCOL, package / "protocol", ignore=compiled)
     (package / "wheels").mkdir()
     for wheel in wheels:
         shutil.copy2(wheel, package / "wheels" / wheel.name)

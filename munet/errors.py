@@ -1,7 +1,7 @@
 """The one exception family users of the model library see.
 
 Every error a user can cause carries a stable ``code`` (the same strings travel on the wire, see
-``backend/protocol.py``) and a message that says what is wrong and what to do about it.
+``backend/protocol/``) and a message that says what is wrong and what to do about it.
 """
 
 from __future__ import annotations

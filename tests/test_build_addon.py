@@ -1,4 +1,4 @@
-"""build_addon.py: the zip has the protocol copied verbatim, every pinned wheel, a valid manifest;
+"""build_addon.py: the zip has the protocol package copied verbatim, every pinned wheel, a valid manifest;
 re-running is idempotent; a wheel that cannot be had is a clear error."""
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def zip_path():
 def test_zip_contents(zip_path):
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
-        assert z.read("protocol.py") == (REPO / "backend" / "protocol.py").read_bytes()
+        sources = sorted((REPO / "backend" / "protocol").glob("*.py"))
+        assert "__init__.py" in {source.name for source in sources}
+        for source in sources:
+            assert z.read(f"protocol/{source.name}") == source.read_bytes(), source.name
+        assert sorted(n for n in names if n.startswith("protocol/")) == [f"protocol/{s.name}" for s in sources]
         manifest = z.read("blender_manifest.toml").decode()
     for module in ("__init__.py", "client.py", "scene.py", "jobs.py", "operators.py", "ui.py", "props.py"):
         assert module in names
