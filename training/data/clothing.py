@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from munet.body.skeleton import SMPL24_JOINTS
-from training.data.render import vertex_normals
+from munet.geometry.mesh import vertex_normals_torch as vertex_normals
 
 J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
 
@@ -93,12 +93,35 @@ def _chain_coordinate(points: np.ndarray, joints: np.ndarray) -> np.ndarray:
 
 
 def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weights: np.ndarray) -> ClothingAtlas:
-    """The atlas from one rest body (V, 3), its joints (24, 3) and skinning weights (V, 24)."""
+    """The atlas from one rest body (V, 3), its joints (24, 3) and skinning weights (V, 24), metres."""
     v = rest_vertices.astype(np.float64)
     jt = rest_joints.astype(np.float64)
-    dominant = dense_weights.argmax(1)
-    names = [SMPL24_JOINTS[d] for d in dominant]
-    region = np.full(len(v), TORSO, np.int64)
+    region = _regions(dense_weights)
+    arm_u, leg_u = _limb_coordinates(v, jt, region)
+    hip_z = 0.5 * (jt[J["left_hip"], 2] + jt[J["right_hip"], 2])
+    torso_s = (v[:, 2] - hip_z) / (jt[J["neck"], 2] - hip_z)
+    centre_y = np.median(v[region == TORSO, 1])
+    front = -(v[:, 1] - centre_y) / 0.12
+    hair_cover, nape = _scalp(v, jt, region)
+    skirt_angle, lower = _skirt_angles(v, jt, region)
+    return ClothingAtlas(
+        region=torch.from_numpy(region),
+        arm_u=torch.from_numpy(arm_u).float(),
+        leg_u=torch.from_numpy(leg_u).float(),
+        torso_s=torch.from_numpy(torso_s).float(),
+        front=torch.from_numpy(front).float(),
+        hair_cover=torch.from_numpy(hair_cover).float(),
+        nape=torch.from_numpy(nape).float(),
+        skirt_angle=torch.from_numpy(skirt_angle).float(),
+        lower_body=torch.from_numpy(lower),
+        rest_m=torch.from_numpy(v).float(),
+    )
+
+
+def _regions(dense_weights: np.ndarray) -> np.ndarray:
+    """(V,) int64 region id of each vertex, from the joint that dominates its skinning weights (V, 24)."""
+    names = [SMPL24_JOINTS[d] for d in dense_weights.argmax(1)]
+    region = np.full(len(names), TORSO, np.int64)
     for i, name in enumerate(names):
         side, _, part = name.partition("_")
         if name == "head":
@@ -111,6 +134,11 @@ def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weight
             region[i] = ARM_L if side == "left" else ARM_R
         elif part in _LEG_CHAIN:
             region[i] = LEG_L if side == "left" else LEG_R
+    return region
+
+
+def _limb_coordinates(v: np.ndarray, jt: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) positions along the arm (arms and hands) and along the leg (-1 elsewhere), see ``ClothingAtlas``."""
     arm_u = np.full(len(v), -1.0)
     leg_u = np.full(len(v), -1.0)
     for side, arm_id, hand_id, leg_id in (("left", ARM_L, HAND_L, LEG_L), ("right", ARM_R, HAND_R, LEG_R)):
@@ -120,12 +148,12 @@ def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weight
         leg_joints = jt[[J[f"{side}_{p}"] for p in _LEG_CHAIN]]
         members = np.flatnonzero(region == leg_id)
         leg_u[members] = _chain_coordinate(v[members], leg_joints)
-    hip_z = 0.5 * (jt[J["left_hip"], 2] + jt[J["right_hip"], 2])
-    torso_s = (v[:, 2] - hip_z) / (jt[J["neck"], 2] - hip_z)
-    centre_y = np.median(v[region == TORSO, 1])
-    front = -(v[:, 1] - centre_y) / 0.12
+    return arm_u, leg_u
 
-    # scalp: head vertices above a hairline that drops from the forehead to the nape
+
+def _scalp(v: np.ndarray, jt: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) hair cover: head vertices above a hairline that drops from the forehead to the nape; (V,)
+    nape: the back of the neck and upper back, where long hair falls."""
     head = jt[J["head"]]
     back = np.clip((v[:, 1] - (head[1] - 0.06)) / 0.1, 0.0, 1.0)
     hairline = head[2] + 0.095 - 0.1 * back
@@ -133,9 +161,12 @@ def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weight
     hair_cover *= np.isin(region, (HEAD, NECK))
     nape = np.clip((v[:, 1] - (head[1] + 0.0)) / 0.05, 0.0, 1.0) * np.clip((v[:, 2] - (jt[J["spine3"], 2] - 0.05)) / 0.1, 0.0, 1.0)
     nape *= np.isin(region, (TORSO, NECK)) * (v[:, 2] < head[2] + 0.02)
+    return hair_cover, nape
 
-    # skirt angles: legs by their ring angle around the thigh/shin axis (inner half folded), the
-    # lower torso by its angle around the pelvis
+
+def _skirt_angles(v: np.ndarray, jt: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) skirt angle (radians, NaN off the lower body) and (V,) bool lower body: legs by their ring
+    angle around the thigh/shin axis (inner half folded), the lower torso by its angle around the pelvis."""
     skirt_angle = np.full(len(v), np.nan)
     chest_z = jt[J["spine2"], 2]
     lower = (v[:, 2] < chest_z) & np.isin(region, (TORSO, LEG_L, LEG_R))
@@ -155,19 +186,7 @@ def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weight
         # so the two legs' halves meet there with no gap
         folded = np.clip(folded * 1.3, -np.pi / 2, np.pi / 2)
         skirt_angle[members] = folded if sign > 0 else np.pi - folded
-    skirt_angle = np.where(np.isnan(skirt_angle), np.nan, np.angle(np.exp(1j * skirt_angle)))
-    return ClothingAtlas(
-        region=torch.from_numpy(region),
-        arm_u=torch.from_numpy(arm_u).float(),
-        leg_u=torch.from_numpy(leg_u).float(),
-        torso_s=torch.from_numpy(torso_s).float(),
-        front=torch.from_numpy(front).float(),
-        hair_cover=torch.from_numpy(hair_cover).float(),
-        nape=torch.from_numpy(nape).float(),
-        skirt_angle=torch.from_numpy(skirt_angle).float(),
-        lower_body=torch.from_numpy(lower),
-        rest_m=torch.from_numpy(v).float(),
-    )
+    return np.where(np.isnan(skirt_angle), np.nan, np.angle(np.exp(1j * skirt_angle))), lower
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,9 +336,7 @@ def _wrinkles(rest: torch.Tensor, seeds: np.ndarray, waves: int = 6) -> torch.Te
 def layer_offsets(atlas: ClothingAtlas, params: ClothingParams) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, V) offsets along the normal (metres, >= 0) from all layers except the skirt re-placement,
     and (B, V) the thickness of the layers under a skirt at each vertex (its clearance)."""
-    def col(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(x, np.float32))[:, None]
-
+    col = _column
     region = atlas.region[None]
     torso_like = (region == TORSO)
     arm = (region == ARM_L) | (region == ARM_R)
@@ -361,23 +378,38 @@ def layer_offsets(atlas: ClothingAtlas, params: ClothingParams) -> tuple[torch.T
     # shoes and boots
     shoes = leg.float() * _step(leg_u, col(params.boots), 0.03) * col(params.shoes)
 
-    # hair: volume on the scalp; long hair also falls over the nape and upper back
+    total = top + bottom + skirt_band + outer + shoes + _hair(atlas, params, wrinkle)
+    total = torch.minimum(total, _caps(atlas)) * ~((region == HAND_L) | (region == HAND_R))
+    # what lies under a skirt, for its clearance: the top over the hips, the waistband, a coat's layer
+    under_skirt = top + skirt_band + bottom
+    return total.clamp(min=0.0), under_skirt
+
+
+def _column(x: np.ndarray) -> torch.Tensor:
+    """(B,) per-sample parameter -> (B, 1) float32 tensor (broadcasts over vertices)."""
+    return torch.from_numpy(np.asarray(x, np.float32))[:, None]
+
+
+def _hair(atlas: ClothingAtlas, params: ClothingParams, wrinkle: torch.Tensor) -> torch.Tensor:
+    """(B, V) hair thickness, metres: volume on the scalp; long hair also falls over the nape and upper
+    back; a bun sits at the back of the head."""
+    col = _column
     hair_type = params.hair
     scalp = atlas.hair_cover[None] * col(hair_type > 0)
     hair = scalp * col(params.hair_thick) * (1 + 0.3 * wrinkle)
     long_hair = col(hair_type == HAIR_TYPES.index("long")) * atlas.nape[None] * col(0.01 + 0.03 * params.hair_len)
     bun = col(hair_type == HAIR_TYPES.index("bun")) * scalp * _step(atlas.rest_m[None, :, 1], torch.tensor(0.0), 0.01) * 0.03
-    head = hair + long_hair + bun
+    return hair + long_hair + bun
 
-    total = top + bottom + skirt_band + outer + shoes + head
+
+def _caps(atlas: ClothingAtlas) -> torch.Tensor:
+    """(1, V) cap on the total offset per vertex, metres (``CAP_M`` by region; feet below the ankle)."""
+    region, leg_u = atlas.region[None], atlas.leg_u[None]
+    arm = (region == ARM_L) | (region == ARM_R)
+    leg = (region == LEG_L) | (region == LEG_R)
     caps = torch.where(arm, CAP_M["arm"], torch.where(leg, CAP_M["leg"], CAP_M["torso"]))
     caps = torch.where((region == HEAD) | (region == NECK), CAP_M["hair"], caps)
-    caps = torch.where(leg & (leg_u > 2.0), CAP_M["foot"], caps)
-    hands = (region == HAND_L) | (region == HAND_R)
-    total = torch.minimum(total, caps) * (~hands)
-    # what lies under a skirt, for its clearance: the top over the hips, the waistband, a coat's layer
-    under_skirt = top + skirt_band + bottom
-    return total.clamp(min=0.0), under_skirt
+    return torch.where(leg & (leg_u > 2.0), CAP_M["foot"], caps)
 
 
 def skirt_positions(
@@ -418,35 +450,59 @@ def _skirt_subset(
     heights: int, angles: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``skirt_positions`` on samples that all wear one, restricted to the lower-body vertices (B, L)."""
-    batch = posed.shape[0]
     is_coat = torch.from_numpy((params.outer == OUTER_TYPES.index("coat")) & ~np.isin(params.bottom, (3, 4)))
     hem_u = torch.from_numpy(np.where(is_coat.numpy(), params.outer_len, params.leg_len).astype(np.float32))
     waist_s = torch.from_numpy(np.where(is_coat.numpy(), -0.1, params.waist).astype(np.float32))
     flare = torch.from_numpy(np.where(is_coat.numpy(), 0.3 * params.flare, params.flare).astype(np.float32))
+    z_waist, length = _skirt_heights(rest_joints, waist_s, hem_u)
+    t = (z_waist[:, None] - rest[..., 2]) / length[:, None]  # (B, V) 0 at the waist, 1 at the hem
+    member = (t >= 0) & (t <= 1)
+    origin, axis, e1, e2 = _hanging_frame(posed, joints, rest_joints, global_rotations, z_waist)
+    support = _support_table(posed, origin, axis, e1, e2, length, base_offsets, heights, angles)
+    # style: flare grows towards the hem on top of the waist's own radius, capped beyond the support
+    grid_t = torch.linspace(0, 1, heights)[None, :, None]
+    style = support[:, :1] + flare[:, None, None] * grid_t**1.3
+    table = torch.minimum(torch.maximum(support, style), support + SKIRT_MAX_FLARE_M)
+    angle = skirt_angle[None].expand(posed.shape[0], -1)
+    radius = _lookup_radius(table, t, angle)
+    direction = torch.cos(angle)[..., None] * e1[:, None] + torch.sin(angle)[..., None] * e2[:, None]
+    placed = origin[:, None] + (t * length[:, None])[..., None] * axis[:, None] + radius[..., None] * direction
+    return placed, member
 
-    # rest heights of the waist and the hem for each sample's own shape
+
+def _skirt_heights(rest_joints: torch.Tensor, waist_s: torch.Tensor, hem_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rest heights (B,) of the waist and the skirt's length (B,), metres, for each sample's own shape:
+    the waist at torso height ``waist_s``, the hem at leg position ``hem_u`` (1 knee, 2 ankle)."""
     hip_z = 0.5 * (rest_joints[:, J["left_hip"], 2] + rest_joints[:, J["right_hip"], 2])
     neck_z = rest_joints[:, J["neck"], 2]
     z_waist = hip_z + waist_s * (neck_z - hip_z)
     knee_z = 0.5 * (rest_joints[:, J["left_knee"], 2] + rest_joints[:, J["right_knee"], 2])
     ankle_z = 0.5 * (rest_joints[:, J["left_ankle"], 2] + rest_joints[:, J["right_ankle"], 2])
     z_hem = torch.where(hem_u <= 1.0, hip_z + hem_u * (knee_z - hip_z), knee_z + (hem_u - 1.0).clamp(max=1.0) * (ankle_z - knee_z))
-    length = (z_waist - z_hem).clamp(min=0.05)  # (B,)
-    t = (z_waist[:, None] - rest[..., 2]) / length[:, None]  # (B, V) 0 at the waist, 1 at the hem
-    member = (t >= 0) & (t <= 1)
+    return z_waist, (z_waist - z_hem).clamp(min=0.05)
 
-    # the hanging frame: origin at the posed waist, axis mostly along gravity
+
+def _hanging_frame(posed: torch.Tensor, joints: torch.Tensor, rest_joints: torch.Tensor, global_rotations: torch.Tensor,
+                   z_waist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The skirt's hanging frame (B, 3) each: origin at the posed waist, axis mostly along gravity, e1
+    the pelvis' lateral axis made perpendicular to it, e2 = e1 x axis (at rest: +Y, the back)."""
     pelvis_rot = global_rotations[:, J["pelvis"]]  # (B, 3, 3)
     up = pelvis_rot[..., 2]
     origin = joints[:, J["pelvis"]] + up * (z_waist - rest_joints[:, J["pelvis"], 2])[:, None]
-    gravity = posed.new_tensor([0.0, 0.0, -1.0]).expand(batch, 3)
+    gravity = posed.new_tensor([0.0, 0.0, -1.0]).expand(posed.shape[0], 3)
     axis = 0.75 * gravity - 0.25 * up
     axis = axis / axis.norm(dim=-1, keepdim=True)
     e1 = pelvis_rot[..., 0] - (pelvis_rot[..., 0] * axis).sum(-1, keepdim=True) * axis
     e1 = e1 / e1.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-    e2 = torch.linalg.cross(e1, axis, dim=-1)  # at rest: +Y, the back
+    e2 = torch.linalg.cross(e1, axis, dim=-1)
+    return origin, axis, e1, e2
 
-    # support function of the posed lower body (legs, hips) per height bin and direction
+
+def _support_table(posed: torch.Tensor, origin: torch.Tensor, axis: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor,
+                   length: torch.Tensor, base_offsets: torch.Tensor, heights: int, angles: int) -> torch.Tensor:
+    """(B, heights, angles) support function of the posed lower body (legs, hips) plus clearance, per
+    height bin down the skirt and direction around its axis, draped: never narrower than anything above."""
+    batch = posed.shape[0]
     rel = posed - origin[:, None]
     h = (rel * axis[:, None]).sum(-1) / length[:, None]  # (B, V) in skirt lengths
     px = (rel * e1[:, None]).sum(-1)
@@ -459,24 +515,20 @@ def _skirt_subset(
     bin_index = (h.clamp(0, 1) * (heights - 1)).round().long()
     table = torch.full((batch, heights, angles), -1.0)
     flat = (torch.arange(batch)[:, None] * heights + bin_index)  # (B, V)
-    valid = support_src
-    src = torch.where(valid[..., None], proj, torch.full_like(proj, -1.0))
+    src = torch.where(support_src[..., None], proj, torch.full_like(proj, -1.0))
     table.view(batch * heights, angles).scatter_reduce_(
         0, flat.reshape(-1, 1).expand(-1, angles), src.reshape(-1, angles), reduce="amax"
     )
-    # neighbouring directions (the support between sample directions) and bins; then drape: never
-    # narrower than anything above
+    # neighbouring directions (the support between sample directions) and bins; then drape
     table = torch.maximum(table, torch.maximum(table.roll(1, 2), table.roll(-1, 2)) * math.cos(2 * math.pi / angles))
     table = torch.maximum(table, torch.cat([table[:, :1], table[:, :-1]], 1))
-    table = torch.cummax(table, dim=1).values
-    # style: flare grows towards the hem on top of the waist's own radius, capped beyond the support
-    support = table
-    grid_t = torch.linspace(0, 1, heights)[None, :, None]
-    style = support[:, :1] + flare[:, None, None] * grid_t**1.3
-    table = torch.minimum(torch.maximum(support, style), support + SKIRT_MAX_FLARE_M)
+    return torch.cummax(table, dim=1).values
 
-    # radius for each skirt vertex: bilinear lookup at (t, angle)
-    angle = skirt_angle[None].expand(batch, -1)
+
+def _lookup_radius(table: torch.Tensor, t: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """(B, V) radius: bilinear lookup of the (B, heights, angles) table at skirt position ``t`` (B, V)
+    in [0, 1] and ``angle`` (B, V) radians (the table's angles span [-pi, pi))."""
+    batch, heights, angles = table.shape
     a = (angle + math.pi) / (2 * math.pi) * angles
     a0 = torch.floor(a).long() % angles
     a1 = (a0 + 1) % angles
@@ -490,13 +542,10 @@ def _skirt_subset(
     def lookup(ti: torch.Tensor, ai: torch.Tensor) -> torch.Tensor:
         return table[rows, ti, ai]
 
-    radius = (
+    return (
         (1 - ft) * ((1 - fa) * lookup(t0, a0) + fa * lookup(t0, a1))
         + ft * ((1 - fa) * lookup(t1, a0) + fa * lookup(t1, a1))
     )
-    direction = torch.cos(angle)[..., None] * e1[:, None] + torch.sin(angle)[..., None] * e2[:, None]
-    placed = origin[:, None] + (t * length[:, None])[..., None] * axis[:, None] + radius[..., None] * direction
-    return placed, member
 
 
 def dress_bodies(
