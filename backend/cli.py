@@ -31,7 +31,6 @@ COMMANDS = {
     "serve": "serve",
     "client": "client",
     "keys": "keys",
-    "bench": "bench",
 }
 
 EXIT_CODES = {
@@ -52,12 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"backend.commands.{module_name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"backend.commands.{module_name}":
-                raise
-            continue  # command not built yet
+        module = importlib.import_module(f"backend.commands.{module_name}")
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)

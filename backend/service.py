@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib
-import inspect
 import logging
 import os
 import platform
@@ -77,11 +76,9 @@ def runtime_versions() -> dict[str, str]:
 
 
 class PipelineEngine:
-    """The real engine: ``munet.pipeline``, loaded once per worker.
-
-    Uses ``munet.pipeline.Pipeline`` when the module has it (built once, its ``reconstruct`` called per
-    request) and the module-level ``reconstruct`` otherwise. The device, checkpoint and SMPL directory
-    are the server's settings and are merged into each request's ``ReconstructOptions``.
+    """The real engine: one ``munet.pipeline.Pipeline`` per worker, built by ``load`` and called per
+    request. The device, checkpoint and SMPL directory are the server's settings, merged into each
+    request's ``ReconstructOptions``.
     """
 
     def __init__(self, device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None):
@@ -89,7 +86,6 @@ class PipelineEngine:
         self.checkpoint = checkpoint
         self.smpl_dir = smpl_dir
         self._pipeline: Any = None
-        self._reconstruct: Callable[..., Any] | None = None
 
     def _options(self, options: protocol.Options) -> Any:
         from munet.reconstruction import ReconstructOptions
@@ -98,33 +94,14 @@ class PipelineEngine:
                                   smpl_dir=self.smpl_dir).validate()
 
     def load(self) -> None:
-        from munet.errors import MunetError
+        from munet.pipeline import Pipeline
 
-        try:
-            module = importlib.import_module("munet.pipeline")
-        except ModuleNotFoundError as e:
-            if e.name != "munet.pipeline":
-                raise
-            raise MunetError("the reconstruction pipeline (munet.pipeline) is not in this installation: "
-                             "update the checkout, then run `munet serve` again") from e
-        pipeline_cls = getattr(module, "Pipeline", None)
-        if pipeline_cls is None:
-            self._reconstruct = module.reconstruct
-            return
-        # The Pipeline's constructor is being written concurrently: pass what it accepts of our settings.
-        base = self._options(protocol.Options())
-        accepted = inspect.signature(pipeline_cls).parameters
-        kwargs = {"options": base} if "options" in accepted else {}
-        kwargs.update({name: getattr(base, name) for name in ("device", "checkpoint", "smpl_dir") if name in accepted})
-        self._pipeline = pipeline_cls(**kwargs)
-        self._reconstruct = self._pipeline.reconstruct
+        self._pipeline = Pipeline(smpl_dir=self.smpl_dir)
 
     def info(self) -> EngineInfo:
         from munet.reconstruction import ReconstructOptions
 
-        details: dict[str, Any] = {}
-        if self._pipeline is not None and hasattr(self._pipeline, "info"):
-            details = dict(self._pipeline.info())
+        details = dict(self._pipeline.info()) if self._pipeline is not None else {}
         checkpoint = details.get("checkpoint")
         return EngineInfo(
             engine="munet.pipeline",
@@ -136,9 +113,9 @@ class PipelineEngine:
         )
 
     def reconstruct(self, image: bytes, options: protocol.Options, progress: ProgressFn, cancel: threading.Event) -> Any:
-        if self._reconstruct is None:
+        if self._pipeline is None:
             raise RuntimeError("PipelineEngine.reconstruct called before load()")
-        return self._reconstruct(image, self._options(options), progress=progress, cancel=cancel)
+        return self._pipeline.reconstruct(image, self._options(options), progress=progress, cancel=cancel)
 
 
 def load_engine_class(spec: str) -> Callable[..., Engine]:
@@ -147,7 +124,11 @@ def load_engine_class(spec: str) -> Callable[..., Engine]:
     if not sep or not module_name or not attribute:
         raise ValueError(f"{ENGINE_ENV}={spec!r}: name the engine class as module:attribute "
                          "(unset it for the real pipeline)")
-    return getattr(importlib.import_module(module_name), attribute)
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{ENGINE_ENV}={spec!r}: cannot load it ({type(e).__name__}: {e}); "
+                         "unset it for the real pipeline") from e
 
 
 def engine_factory(device: str = "auto", checkpoint: str | None = None, smpl_dir: str | None = None) -> Callable[[], Engine]:

@@ -43,7 +43,14 @@ class SmplFilesMissingError(MunetError):
 
 
 class BadOptionsError(MunetError):
-    """An option value is out of range or unknown."""
+    """An option value is out of range or unknown, or a combination of options the pipeline refuses.
+
+    Its code is ``bad_request`` on purpose, not a ``bad_options`` of its own: on the wire the same fault
+    caught earlier, by the protocol's own check of a request's options, is already ``bad_request``, so
+    a client sees one code for "this request's options are wrong" whichever side caught it. The codes
+    are a fixed list of protocol version 1 (``backend.protocol.ERROR_CODES``) that the add-on and
+    ``munet``'s exit codes (2, like a bad command line) are built on; a new code would change both.
+    """
 
     code = "bad_request"
 

@@ -1,7 +1,4 @@
-"""The server with the REAL engine (munet.pipeline) on the example photo.
-
-These run as soon as ``munet.pipeline`` can be imported; until then they skip, saying so.
-"""
+"""The server with the REAL engine (munet.pipeline) on the example photo."""
 
 from __future__ import annotations
 
@@ -16,8 +13,6 @@ from PIL import Image
 from backend import protocol as p
 from backend.client import BackendError, Client
 from tests.doubles.processes import EXAMPLE_PHOTO, RawClient, ServerProcess
-
-pytest.importorskip("munet.pipeline", reason="munet.pipeline is not importable yet: the real-pipeline server tests run once it lands")
 
 PHOTO = EXAMPLE_PHOTO.read_bytes()
 SMPL24 = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",

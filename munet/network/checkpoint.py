@@ -12,7 +12,7 @@ import pathlib
 
 import torch
 
-from munet.errors import CheckpointError as MunetError
+from munet.errors import CheckpointError
 from munet.network.config import MuNetConfig
 from munet.network.hierarchy import template_hash
 from munet.network.model import MuNet
@@ -46,22 +46,22 @@ def save_checkpoint(model: MuNet, path: str | pathlib.Path, metadata: dict | Non
 def read_metadata(path: str | pathlib.Path) -> dict:
     meta = metadata_path(path)
     if not meta.exists():
-        raise MunetError(f"checkpoint metadata {meta} is missing: a MuNet checkpoint is NAME.safetensors + NAME.json")
+        raise CheckpointError(f"checkpoint metadata {meta} is missing: a MuNet checkpoint is NAME.safetensors + NAME.json")
     return json.loads(meta.read_text())
 
 
 def load_checkpoint(path: str | pathlib.Path) -> tuple[MuNet, dict]:
-    """(model in eval mode on CPU, metadata). Raises ``MunetError`` naming the problem."""
+    """(model in eval mode on CPU, metadata). Raises ``CheckpointError`` naming the problem."""
     from safetensors.torch import load_file
 
     path = pathlib.Path(path)
     if not path.exists():
-        raise MunetError(f"checkpoint {path} not found; train one with `python -m training.train` or leave it unset")
+        raise CheckpointError(f"checkpoint {path} not found; train one with `python -m training.train` or leave it unset")
     meta = read_metadata(path)
     config = MuNetConfig.from_dict({**BEFORE_KEYPOINT_BRANCH, **meta["config"]})
     model = MuNet(config, clothed=bool(meta.get("clothed", True)))
     if meta.get("template_hash") != template_hash(model.hierarchy):
-        raise MunetError(f"checkpoint {path} was trained on another template/topology "
+        raise CheckpointError(f"checkpoint {path} was trained on another template/topology "
                          f"({meta.get('template_hash')} != {template_hash(model.hierarchy)}); retrain it")
     model.load_state_dict(load_file(str(path)), strict=True)
     model.eval()
