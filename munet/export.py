@@ -33,12 +33,6 @@ def _quaternion_xyzw(rotation: np.ndarray) -> list[float]:
     return Rotation.from_matrix(rotation).as_quat().tolist()  # (x, y, z, w), glTF order
 
 
-def _axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_rotvec(axis_angle).as_matrix()
-
-
 class _GlbBuilder:
     """Accumulates buffer views/accessors into one binary chunk."""
 
@@ -120,6 +114,8 @@ def _add_mesh(builder: _GlbBuilder, name: str, surface: SkinnedSurface, material
 
 def write_glb(reconstruction: Reconstruction, path: str | os.PathLike) -> None:
     """One armature (the skeleton, posed), ``Body`` and ``Clothed`` skinned to it, texture embedded."""
+    from munet.geometry.rotations import axis_angle_to_matrix_np
+
     r = reconstruction
     builder = _GlbBuilder()
     gltf = builder.gltf
@@ -131,7 +127,7 @@ def write_glb(reconstruction: Reconstruction, path: str | os.PathLike) -> None:
         offset = rest_joints[j] - (rest_joints[parent] if parent >= 0 else 0.0)
         if parent < 0:
             offset = offset + r.root_translation_m
-        rotation = _TO_GLTF @ _axis_angle_to_matrix(r.pose_axis_angle[j].astype(np.float64)) @ _TO_GLTF.T
+        rotation = _TO_GLTF @ axis_angle_to_matrix_np(r.pose_axis_angle[j]) @ _TO_GLTF.T
         nodes.append({"name": name, "translation": (_TO_GLTF @ offset).tolist(), "rotation": _quaternion_xyzw(rotation)})
     for j, parent in enumerate(skeleton.parents):
         if parent >= 0:
@@ -192,7 +188,7 @@ def write_npz(reconstruction: Reconstruction, path: str | os.PathLike) -> None:
         "rest_joints_m": r.skeleton.rest_joints_m,
         "K_pixels": r.camera.K_pixels(), "R_world_to_cam": r.camera.R_world_to_cam,
         "t_world_to_cam_m": r.camera.t_world_to_cam_m, "image_size": np.array(r.camera.image_size),
-        "report_json": np.array(json.dumps(r.report)),
+        "report_json": np.array(json.dumps(r.report.to_json())),
     }  # fmt: skip
     for name, surface in (("body", r.body), ("clothed", r.clothed)):
         if surface is None:

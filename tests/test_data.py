@@ -12,7 +12,8 @@ import torch
 from training.data import clothing, detector, poses
 from training.data.config import DataConfig, data_config_from_dict, load_data_config
 from munet.geometry.raster import rasterize
-from training.data.render import project, vertex_normals
+from munet.geometry.mesh import vertex_normals_torch as vertex_normals
+from munet.geometry.projection import project_pinhole as project
 
 SMALL = DataConfig(resolution=128, batch_size=4, shard_size=8, store_body_mask=True)
 

@@ -89,7 +89,7 @@ def body_mesh(anny_body):
 def test_surface_metrics_zero_for_the_same_surface_and_one_centimetre_for_an_offset(body_mesh):
     import torch
 
-    from training.data.render import vertex_normals
+    from munet.geometry.mesh import vertex_normals_torch as vertex_normals
 
     vertices, faces = body_mesh
     same = M.surface_metrics(vertices, vertices, faces, count=3000)

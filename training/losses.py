@@ -17,7 +17,9 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from munet.network.model import MuNetOutput, project
+from munet.geometry.mesh import face_normals_torch, vertex_normals_torch
+from munet.geometry.projection import project_weak_perspective
+from munet.network.model import MuNetOutput
 
 
 @dataclasses.dataclass
@@ -78,22 +80,6 @@ def weak_perspective_fit(points: torch.Tensor, uv: torch.Tensor) -> torch.Tensor
     return torch.linalg.lstsq(rows, rhs).solution[..., 0]
 
 
-def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(B, V, 3), (F, 3) -> unit face normals (B, F, 3)."""
-    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
-    return F.normalize(torch.cross(b - a, c - a, dim=-1), dim=-1, eps=1e-12)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals (B, V, 3)."""
-    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
-    n = torch.cross(b - a, c - a, dim=-1)
-    out = torch.zeros_like(vertices)
-    for k in range(3):
-        out = out.index_add(1, faces[:, k], n)
-    return F.normalize(out, dim=-1, eps=1e-12)
-
-
 def edge_loss(pred: torch.Tensor, target: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """Mean |edge length difference| (metres). edges (E, 2)."""
     lp = (pred[:, edges[:, 0]] - pred[:, edges[:, 1]]).norm(dim=-1)
@@ -103,7 +89,7 @@ def edge_loss(pred: torch.Tensor, target: torch.Tensor, edges: torch.Tensor) -> 
 
 def normal_loss(pred: torch.Tensor, target: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Mean (1 - cos) between predicted and true face normals."""
-    return (1 - (face_normals(pred, faces) * face_normals(target, faces)).sum(-1)).mean()
+    return (1 - (face_normals_torch(pred, faces) * face_normals_torch(target, faces)).sum(-1)).mean()
 
 
 def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -114,14 +100,14 @@ def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def silhouette_loss(points: torch.Tensor, camera: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
     """Projected points should land on the (blurred) true silhouette: mean (1 - mask at projection)."""
-    uv = project(points, camera)
+    uv = project_weak_perspective(points, camera)
     inside = F.grid_sample(gt_mask, uv[:, :, None, :], align_corners=False, padding_mode="zeros")[:, 0, :, 0]
     return (1 - inside).mean()
 
 
 def inside_loss(body: torch.Tensor, clothed: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Body inside clothes: penalise clothed vertices behind the body surface along the body normal (metres)."""
-    normals = vertex_normals(body, faces)
+    normals = vertex_normals_torch(body, faces)
     return F.relu(-((clothed - body) * normals).sum(-1)).mean()
 
 
@@ -140,7 +126,7 @@ def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float]
     terms["joints_3d"] = (lm_pred - targets.landmarks_3d).norm(dim=-1).mean()
     # 2D: landmarks inside (or near) the crop only; partial views put some far outside it
     in_crop = (targets.landmarks_2d.abs().amax(-1) < 1.2).to(body.dtype)
-    error_2d = (project(lm_pred, out.camera) - targets.landmarks_2d).norm(dim=-1)
+    error_2d = (project_weak_perspective(lm_pred, out.camera) - targets.landmarks_2d).norm(dim=-1)
     terms["joints_2d"] = (error_2d * in_crop).sum() / in_crop.sum().clamp_min(1.0)
     # camera: scale in log space, translation robust (a cut-off pelvis may lie far outside the crop)
     terms["camera"] = ((out.camera[:, 0].log() - targets.camera[:, 0].log()).abs().mean()

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from munet.body.base import BodyModel
+from munet.body.skeleton import SMPL24_INDEX as JOINT
 from munet.fitting import camera as cam
 from munet.fitting.landmarks import BONE_FROM, BONE_TO, bone_weights, extend_with_midpoints
 from munet.fitting.lm import levenberg_marquardt
 from munet.fitting.pose import (
-    JOINT,
     POSE_SIZE,
     PoseLimits,
     compose_rotations,

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+from munet.geometry.projection import project_pinhole
+
 DEFAULT_FOCAL_PER_DIAGONAL = 1.2
 """Focal length in pixels per pixel of image diagonal when EXIF has none (~52 mm full-frame equivalent,
 a typical portrait/standard lens; DESIGN.md §7: the 2D fit barely depends on it). The fit then estimates
@@ -45,22 +47,28 @@ def world_to_camera_rotation(pitch_rad: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -1).reshape(pitch_rad.shape + (3, 3))
 
 
+def intrinsics(focal: float | torch.Tensor, principal: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) pinhole intrinsics from a focal length in pixels (a number or (B,)) and the principal point
+    (cx, cy) in pixels; batch size, dtype and device from ``like`` (B, ...). Differentiable in ``focal``."""
+    batch = like.shape[0]
+    f = focal if torch.is_tensor(focal) else like.new_full((batch,), float(focal))
+    zero, one = torch.zeros_like(f), torch.ones_like(f)
+    cx, cy = zero + principal[0], zero + principal[1]
+    return torch.stack([f, zero, cx, zero, f, cy, zero, zero, one], -1).reshape(batch, 3, 3)
+
+
 def project(points_m: torch.Tensor, pitch_rad: torch.Tensor, height_m: torch.Tensor, focal: float | torch.Tensor,
             principal: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Project world points (B, N, 3) through the camera of each batch item.
 
     pitch_rad, height_m: (B,); focal: pixels, a number or (B,). Returns pixels (B, N, 2) and camera depth
-    (B, N) in metres.
+    (B, N) in metres (``project_pinhole`` with depths clamped to 1 mm).
     """
     rotation = world_to_camera_rotation(pitch_rad)
     centre = torch.stack([torch.zeros_like(height_m), torch.zeros_like(height_m), height_m], -1)
     cam = torch.einsum("bij,bnj->bni", rotation, points_m - centre[:, None])
-    depth = cam[..., 2]
-    safe = depth.clamp_min(1e-3)
-    if torch.is_tensor(focal):
-        focal = focal[:, None, None]
-    uv = cam[..., :2] / safe[..., None] * focal + cam.new_tensor(principal)
-    return uv, depth
+    uv = project_pinhole(cam, intrinsics(focal, principal, cam), min_depth=1e-3)
+    return uv, cam[..., 2]
 
 
 def camera_extrinsics(pitch_rad: float, height_m: float) -> tuple[np.ndarray, np.ndarray]:

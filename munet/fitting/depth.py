@@ -16,7 +16,7 @@ import numpy as np
 
 from munet.detect import Detection
 from munet.fitting.landmarks import LM
-from munet.fitting.pose import JOINT
+from munet.body.skeleton import SMPL24_INDEX as JOINT
 from munet.fitting.state import FitTargets
 from munet.reconstruction import Camera
 

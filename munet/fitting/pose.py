@@ -17,13 +17,12 @@ import math
 
 import torch
 
-from munet.body.lbs import axis_angle_to_matrix
-from munet.body.limits import HINGE_JOINTS, euler_limits_deg
-from munet.body.skeleton import SMPL24_JOINTS
+from munet.body.limits import HINGE_JOINT_INDEX, HINGE_JOINT_NAMES, HINGE_JOINTS, euler_limits_deg, hinge_axes
+from munet.body.skeleton import SMPL24_INDEX, SMPL24_JOINTS
+from munet.geometry.rotations import axis_angle_to_matrix, matrix_to_euler_xyz
 
-JOINT = {name: i for i, name in enumerate(SMPL24_JOINTS)}
-HINGES = ("left_knee", "right_knee", "left_elbow", "right_elbow")
-HINGE_INDEX = [JOINT[n] for n in HINGES]
+HINGES = HINGE_JOINT_NAMES
+HINGE_INDEX = list(HINGE_JOINT_INDEX)  # a list: a tuple would index a tensor's dimensions
 FREE_JOINTS = [j for j in range(1, 24) if SMPL24_JOINTS[j] not in HINGES]
 
 # Small-angle prior weight per joint (1 / radian^2 scale): stiff where people rarely move (collars, hands,
@@ -35,32 +34,6 @@ PRIOR_WEIGHT = {
     "left_wrist": 1.0, "right_wrist": 1.0, "left_hand": 4.0, "right_hand": 4.0,
     "left_knee": 0.0, "right_knee": 0.0, "left_elbow": 0.0, "right_elbow": 0.0,
 }  # fmt: skip
-
-
-def hinge_axes_batched(rest_joints: torch.Tensor) -> torch.Tensor:
-    """(B, 24, 3) rest joints -> (B, 4, 3) unit hinge axes in ``HINGES`` order (same rule as
-    ``munet.body.limits.hinge_axes``: knees about +X, elbows about upper-arm x forward)."""
-    batch = rest_joints.shape[0]
-    forward = rest_joints.new_tensor([0.0, -1.0, 0.0]).expand(batch, 3)
-    axes = []
-    for name in HINGES:
-        side, part = name.split("_")
-        if part == "knee":
-            axes.append(rest_joints.new_tensor([1.0, 0.0, 0.0]).expand(batch, 3))
-            continue
-        upper = rest_joints[:, JOINT[f"{side}_elbow"]] - rest_joints[:, JOINT[f"{side}_shoulder"]]
-        axis = torch.linalg.cross(upper / upper.norm(dim=-1, keepdim=True), forward, dim=-1)
-        axes.append(axis / axis.norm(dim=-1, keepdim=True))
-    return torch.stack(axes, 1)
-
-
-def matrix_to_euler_xyz(rotation: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) with R = Rz @ Ry @ Rx -> (..., 3) angles (x, y, z) in radians."""
-    sy = (-rotation[..., 2, 0]).clamp(-1 + 1e-6, 1 - 1e-6)
-    y = torch.asin(sy)
-    x = torch.atan2(rotation[..., 2, 1], rotation[..., 2, 2])
-    z = torch.atan2(rotation[..., 1, 0], rotation[..., 0, 0])
-    return torch.stack([x, y, z], -1)
 
 
 POSE_SIZE = 3 + 3 * len(FREE_JOINTS) + len(HINGES)
@@ -99,7 +72,7 @@ def compose_rotations(root_init: torch.Tensor, pose: torch.Tensor, rest_joints: 
     free_rot = axis_angle_to_matrix(free)  # (N, 19, 3, 3)
     for k, j in enumerate(FREE_JOINTS):
         parts[j] = free_rot[:, k]
-    hinge_rot = axis_angle_to_matrix(hinge[..., None] * hinge_axes_batched(rest_joints))  # (N, 4, 3, 3)
+    hinge_rot = axis_angle_to_matrix(hinge[..., None] * hinge_axes(rest_joints))  # (N, 4, 3, 3)
     for k, j in enumerate(HINGE_INDEX):
         parts[j] = hinge_rot[:, k]
     return torch.stack(parts, 1)
@@ -128,7 +101,7 @@ def prior_target(dtype: torch.dtype) -> torch.Tensor:
     """(POSE_SIZE,) the packed relaxed standing pose (root correction and unlisted joints zero)."""
     local = torch.zeros(1, 24, 3, dtype=dtype)
     for name, value in RELAXED_POSE.items():
-        local[0, JOINT[name]] = torch.tensor(value, dtype=dtype)
+        local[0, SMPL24_INDEX[name]] = torch.tensor(value, dtype=dtype)
     hinge = torch.tensor([[RELAXED_HINGES.get(n, 0.0) for n in HINGES]], dtype=dtype)
     return pack_pose(torch.zeros(1, 3, dtype=dtype), local, hinge)[0]
 

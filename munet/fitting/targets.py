@@ -59,7 +59,8 @@ def foot_contact(world: np.ndarray, seen: np.ndarray) -> dict[str, bool]:
 def joint_prior_scale(seen: np.ndarray) -> np.ndarray:
     """(24,) float32 smpl24 pose-prior multipliers: ``UNSEEN_PRIOR_SCALE`` for the joints of limbs whose
     landmarks were not seen (a limb's joints from the first unseen landmark down), 1 elsewhere."""
-    from munet.fitting.pose import JOINT, UNSEEN_PRIOR_SCALE
+    from munet.body.skeleton import SMPL24_INDEX as JOINT
+    from munet.fitting.pose import UNSEEN_PRIOR_SCALE
 
     scale = np.ones(24, np.float32)
     chains = {

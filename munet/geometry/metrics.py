@@ -1,4 +1,5 @@
-"""2D alignment metrics, in the units the report uses."""
+"""2D alignment metrics, in the units the report uses (the pipeline's report and the evaluation's
+protocol, ``training.evaluation.metrics``, both use these)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ def silhouette_iou(predicted: np.ndarray, target: np.ndarray) -> float:
 
 
 def keypoint_error(predicted_px: np.ndarray, target_px: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted mean Euclidean distance (pixels) between (N, 2) predicted and target keypoints; NaN when
-    every weight is zero."""
+    """Weighted mean Euclidean distance (pixels) between (N, 2) predicted and target keypoints.
+
+    weights: (N,) non-negative floats, or bool (a plain mean over the True ones). Keypoints with zero
+    weight are left out entirely (a NaN there does not spread); NaN when every weight is zero.
+    """
     weights = np.asarray(weights, np.float64)
-    if weights.sum() <= 0:
+    used = weights > 0
+    if not used.any():
         return float("nan")
-    distance = np.linalg.norm(np.asarray(predicted_px, np.float64) - np.asarray(target_px, np.float64), axis=1)
-    return float((weights * distance).sum() / weights.sum())
+    difference = np.asarray(predicted_px, np.float64)[used] - np.asarray(target_px, np.float64)[used]
+    distance = np.linalg.norm(difference, axis=1)
+    return float((weights[used] * distance).sum() / weights[used].sum())

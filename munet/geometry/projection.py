@@ -1,4 +1,4 @@
-"""Pinhole projection, in one place.
+"""Projections, in one place: the pinhole camera of photos and the network's weak perspective.
 
 Camera frame = OpenCV's (x right, y down, z forward, metres); pixels follow ``munet.reconstruction``
 (x right, y down, (0, 0) the top-left corner of the top-left pixel). ``K`` is the usual intrinsics
@@ -23,7 +23,8 @@ def project_pinhole(points_cam, K, min_depth: float = MIN_DEPTH_M):
     ``min_depth``. Torch in -> torch out (differentiable); numpy in -> numpy out.
     """
     if torch.is_tensor(points_cam):
-        K = torch.as_tensor(K, dtype=points_cam.dtype, device=points_cam.device)
+        if not torch.is_tensor(K):
+            K = torch.as_tensor(K, dtype=points_cam.dtype, device=points_cam.device)
         z = points_cam[..., 2:].clamp(min=min_depth)
         focal = torch.stack([K[..., 0, 0], K[..., 1, 1]], -1)[..., None, :]  # (..., 1, 2)
         centre = K[..., :2, 2][..., None, :]
@@ -33,3 +34,13 @@ def project_pinhole(points_cam, K, min_depth: float = MIN_DEPTH_M):
     focal = np.stack([K[..., 0, 0], K[..., 1, 1]], -1)[..., None, :]
     centre = K[..., :2, 2][..., None, :]
     return points_cam[..., :2] / z * focal + centre
+
+
+def project_weak_perspective(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """The network's weak-perspective camera (``munet.network.model``).
+
+    points: (B, N, 3) root-relative, canonical camera frame (OpenCV axes, metres); camera: (B, 3)
+    ``(s, tx, ty)``. Returns (B, N, 2) normalised crop coordinates ``s * X[:2] + (tx, ty)`` ([-1, 1] over
+    the crop, grid_sample convention with align_corners=False).
+    """
+    return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]

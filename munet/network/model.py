@@ -5,7 +5,8 @@ Frames and units (shared by every tensor here):
 * 3D outputs: the *canonical camera frame* -- OpenCV axes (x right, y down, z away), metres, relative
   to the body's pelvis (``munet.network.hierarchy``).
 * camera: weak perspective (B, 3) = (s, tx, ty): a root-relative point X projects to normalised crop
-  coordinates ``s * X[:2] + (tx, ty)`` in [-1, 1] (grid_sample convention, align_corners=False).
+  coordinates ``s * X[:2] + (tx, ty)`` in [-1, 1] (grid_sample convention, align_corners=False;
+  ``munet.geometry.projection.project_weak_perspective``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from munet.geometry.projection import project_weak_perspective
 from munet.network.config import MuNetConfig
 from munet.network.hierarchy import Hierarchy, apply_blend, load_hierarchy, normalized_adjacency
 
@@ -34,11 +36,6 @@ class MuNetOutput:
     body_levels: list[torch.Tensor]
     clothed_finest: torch.Tensor | None
     camera: torch.Tensor
-
-
-def project(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-    """points (B, N, 3) root-relative canonical frame; camera (B, 3) -> (B, N, 2) normalised crop coords."""
-    return camera[:, None, :1] * points[..., :2] + camera[:, None, 1:]
 
 
 def sample_features(maps: list[torch.Tensor], uv: torch.Tensor) -> torch.Tensor:
@@ -196,7 +193,7 @@ class MuNet(nn.Module):
         finest = len(self.body_blocks) - 1
         for i, blocks in enumerate(self.body_blocks):
             for block in blocks:
-                pixel = sample_features(pixel_maps, project(xyz, camera))
+                pixel = sample_features(pixel_maps, project_weak_perspective(xyz, camera))
                 h, xyz = block(h, xyz, pixel, self._adjacency[i].to(xyz.device))
             body_levels.append(xyz)
             if i < finest:
@@ -209,7 +206,7 @@ class MuNet(nn.Module):
             c = self.clothed_in(torch.cat([hb, global_feature[:, None].expand(-1, hb.shape[1], -1)], -1))
             cxyz = body_xyz
             for block in self.clothed_blocks:
-                pixel = sample_features(pixel_maps, project(cxyz, cam))
+                pixel = sample_features(pixel_maps, project_weak_perspective(cxyz, cam))
                 c, cxyz = block(c, cxyz, pixel, self._adjacency[finest].to(cxyz.device))
             offsets = cxyz - body_xyz + self.clothed_offset(c)
             clothed_finest = (xyz.detach() if detach_body else xyz) + offsets

@@ -25,8 +25,8 @@ import torch
 from munet.detect.crop import crop_params
 from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MEDIAPIPE_WORLD_TO_BLENDER
 from munet.detect.pose import VISIBILITY_THRESHOLD
+from munet.geometry.projection import project_pinhole as project  # engine.py calls detector.project
 from munet.geometry.raster import rasterize
-from training.data.render import project
 
 L = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
 NUM_LANDMARKS = len(MEDIAPIPE_LANDMARKS)

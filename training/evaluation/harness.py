@@ -46,7 +46,7 @@ class Scorer:
 
     def _masks(self, vertices_cam: list[np.ndarray], K_crop: np.ndarray, inside: np.ndarray, res: int) -> list[np.ndarray]:
         from munet.geometry.raster import rasterize
-        from training.data.render import project
+        from munet.geometry.projection import project_pinhole as project
 
         points = torch.from_numpy(np.stack(vertices_cam)).float()
         K = torch.from_numpy(np.repeat(K_crop[None], len(vertices_cam), 0)).float()

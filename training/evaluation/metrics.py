@@ -20,6 +20,8 @@ the smpl24 pelvis joint.
   body and the true landmarks, projected with ``K``, over the true landmarks inside the photo; also as
   a fraction of the person's height in pixels (stature x focal / pelvis depth).
 * **Silhouette IoU** in the crop, clothed against the clean clothed mask, body against the body mask.
+  (Projection, keypoint error and IoU are ``munet.geometry``'s, re-exported here as ``project``,
+  ``keypoint_error`` and ``iou``.)
 * **Depth-order accuracy**: over the joint pairs whose true camera depths differ by more than 10 cm,
   the fraction whose predicted depth order matches.
 * **Facing**: the torso's forward direction (hips' left-to-right axis crossed with the pelvis-to-neck
@@ -31,9 +33,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from munet.body.skeleton import SMPL24_JOINTS
+from munet.body.skeleton import SMPL24_INDEX as J
+from munet.geometry.metrics import keypoint_error  # noqa: F401  the 2D protocol's measures, from their home
+from munet.geometry.metrics import silhouette_iou as iou  # noqa: F401
+from munet.geometry.projection import project_pinhole as project  # noqa: F401
 
-J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
 ROOT = J["pelvis"]
 DEPTH_ORDER_MIN_GAP_M = 0.10
 FACING_TOLERANCE_DEG = 45.0
@@ -166,28 +170,6 @@ def surface_metrics(pred_vertices: np.ndarray, true_vertices: np.ndarray, faces:
         "chamfer_cm": 100.0 * float(0.5 * (to_pred.mean() + to_true.mean())),
         "normal_consistency": float(consistency),
     }
-
-
-# ---- 2D -----------------------------------------------------------------------------------------
-
-
-def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(N, 3) camera-frame points -> (N, 2) pixels."""
-    z = np.maximum(points_cam[:, 2:3], 1e-6)
-    return points_cam[:, :2] / z * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
-
-
-def keypoint_error(pred_px: np.ndarray, true_px: np.ndarray, valid: np.ndarray) -> float:
-    """Mean pixel distance over ``valid`` landmarks (NaN when none)."""
-    if not valid.any():
-        return float("nan")
-    return float(np.linalg.norm(pred_px[valid] - true_px[valid], axis=1).mean())
-
-
-def iou(pred: np.ndarray, true: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(pred, true).sum()
-    return 1.0 if union == 0 else float(np.logical_and(pred, true).sum() / union)
 
 
 # ---- depth and facing ---------------------------------------------------------------------------
