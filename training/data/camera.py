@@ -100,68 +100,104 @@ def sample_cameras(
     wants it (repeated: perspective makes the box depend on both).
     """
     draws = [_draw(r, framing_weights, tuple(c)) for r, c in zip(rngs, cut_z)]
-    batch = len(draws)
+    layout = _Layout.of(draws)
     R = np.stack([d.R for d in draws])
     K = np.stack([d.K for d in draws])
-    focal, cx, cy = K[:, 0, 0], K[:, 0, 2], K[:, 1, 2]
-    width = np.array([d.width for d in draws], np.float64)
-    height = np.array([d.height for d in draws], np.float64)
-    framing = np.array([d.framing for d in draws])
     rotated = np.einsum("bij,bnj->bni", R, points_world)  # camera orientation, no translation yet
     framed = np.ones(rotated.shape[:2], bool)
-    cut = framing == 1
+    cut = layout.framing == 1
     framed[cut] = points_world[cut, :, 2] >= np.array([d.z_cut for d in draws])[cut, None]
     framed[~framed.any(1)] = True
-
-    def extent(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.where(framed, values, np.inf).min(1), np.where(framed, values, -np.inf).max(1)
-
-    count = framed.sum(1)
-
-    def median_z(values: np.ndarray) -> np.ndarray:  # the framed points' mean depth (robust enough here)
-        return np.where(framed, values, 0.0).sum(1) / count
-
-    lo_y, hi_y = extent(rotated[..., 1])
-    lo_x, hi_x = extent(rotated[..., 0])
-    lo_z, hi_z = extent(rotated[..., 2])
+    # first guess: back far enough that the framed part fits the drawn fill of the photo
+    lo_y, hi_y = _extent(rotated[..., 1], framed)
+    lo_x, hi_x = _extent(rotated[..., 0], framed)
+    lo_z, hi_z = _extent(rotated[..., 2], framed)
+    z_mid = _mean(rotated[..., 2], framed)
+    focal = layout.focal
     fill = np.array([d.fill for d in draws])
-    z_mid = median_z(rotated[..., 2])
-    depth = np.maximum.reduce([focal * (hi_y - lo_y) / (fill * height), focal * (hi_x - lo_x) / (0.95 * width), np.full(batch, 0.5)])
-    t = np.zeros((batch, 3))
+    depth = np.maximum.reduce([
+        focal * (hi_y - lo_y) / (fill * layout.height), focal * (hi_x - lo_x) / (0.95 * layout.width), np.full(len(draws), 0.5),
+    ])  # fmt: skip
+    t = np.zeros((len(draws), 3))
     t[:, 2] = depth + 0.5 * (hi_z - lo_z) - z_mid
-    free_u = np.array([d.free_u for d in draws])
-    free_v = np.array([d.free_v for d in draws])
-    bottom = np.array([d.bottom_frac for d in draws]) * height
-    side = np.array([d.side for d in draws])
-    side_cut = np.array([d.side_cut for d in draws])
-    head_cut = np.array([d.head_cut for d in draws])
     for _ in range(iterations):
-        cam = rotated + t[:, None]
-        u = focal[:, None] * cam[..., 0] / cam[..., 2] + cx[:, None]
-        v = focal[:, None] * cam[..., 1] / cam[..., 2] + cy[:, None]
-        u0, u1 = extent(u)
-        v0, v1 = extent(v)
-        box_w, box_h = u1 - u0, v1 - v0
-        room_w, room_h = np.maximum(width - box_w, 0.0), np.maximum(height - box_h, 0.0)
-        target_u = np.select(
-            [framing == 0, framing == 2],
-            [free_u * room_w + box_w / 2, width / 2 + side * (width / 2 - (box_w / 2 - side_cut * box_w))],
-            width / 2 + (free_u - 0.5) * 0.4 * room_w,
-        )
-        target_v = np.select(
-            [framing == 0, framing == 1, framing == 2],
-            [free_v * room_h + box_h / 2, bottom - box_h / 2, height / 2 + (free_v - 0.5) * 0.6 * room_h],
-            box_h / 2 - head_cut * box_h,
-        )
-        too_big = np.select(
-            [framing == 0, framing == 1, framing == 2],
-            [np.maximum(box_w / (0.98 * width), box_h / (0.98 * height)), np.maximum(box_w / (0.98 * width), box_h / (1.02 * height)),
-             box_h / (0.95 * height)],
-            np.maximum(box_w / (0.98 * width), box_h / (1.05 * height)),
+        _reframe(t, rotated, framed, z_mid, layout)
+    return [
+        CameraDraw(K=K[b], R=R[b], t=t[b], image_size=(draws[b].width, draws[b].height), framing=int(layout.framing[b]))
+        for b in range(len(draws))
+    ]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Per sample (B,): intrinsics (focal, cx, cy, photo width and height in pixels) and where the
+    framing wants the person's box (``_Draw``'s choices; bottom in pixels)."""
+
+    focal: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    framing: np.ndarray
+    free_u: np.ndarray
+    free_v: np.ndarray
+    bottom: np.ndarray
+    side: np.ndarray
+    side_cut: np.ndarray
+    head_cut: np.ndarray
+
+    @staticmethod
+    def of(draws: list[_Draw]) -> "_Layout":
+        K = np.stack([d.K for d in draws])
+        height = np.array([d.height for d in draws], np.float64)
+        return _Layout(
+            K[:, 0, 0], K[:, 0, 2], K[:, 1, 2], np.array([d.width for d in draws], np.float64), height,
+            np.array([d.framing for d in draws]), np.array([d.free_u for d in draws]), np.array([d.free_v for d in draws]),
+            np.array([d.bottom_frac for d in draws]) * height, np.array([d.side for d in draws]),
+            np.array([d.side_cut for d in draws]), np.array([d.head_cut for d in draws]),
         )  # fmt: skip
-        z_ref = median_z(cam[..., 2])
-        back = too_big > 1.0  # step back, keeping the optical axis
-        t[:, 2] = np.where(back, z_ref * too_big * 1.02 - z_mid, t[:, 2])
-        t[:, 0] += np.where(back, 0.0, (target_u - (u0 + u1) / 2) * z_ref / focal)
-        t[:, 1] += np.where(back, 0.0, (target_v - (v0 + v1) / 2) * z_ref / focal)
-    return [CameraDraw(K=K[b], R=R[b], t=t[b], image_size=(draws[b].width, draws[b].height), framing=int(framing[b])) for b in range(batch)]
+
+
+def _extent(values: np.ndarray, framed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B,) min and max of (B, N) values over the framed points."""
+    return np.where(framed, values, np.inf).min(1), np.where(framed, values, -np.inf).max(1)
+
+
+def _mean(values: np.ndarray, framed: np.ndarray) -> np.ndarray:
+    """(B,) mean of (B, N) values over the framed points (the depth reference; robust enough here)."""
+    return np.where(framed, values, 0.0).sum(1) / framed.sum(1)
+
+
+def _reframe(t: np.ndarray, rotated: np.ndarray, framed: np.ndarray, z_mid: np.ndarray, layout: _Layout) -> None:
+    """One framing step, updating the translations ``t`` (B, 3) in place: project the framed points,
+    step back (along the optical axis) where their box is too big for the framing, else move the camera
+    so the box centre lands on the framing's target."""
+    f, width, height, framing = layout.focal, layout.width, layout.height, layout.framing
+    cam = rotated + t[:, None]
+    u = f[:, None] * cam[..., 0] / cam[..., 2] + layout.cx[:, None]
+    v = f[:, None] * cam[..., 1] / cam[..., 2] + layout.cy[:, None]
+    u0, u1 = _extent(u, framed)
+    v0, v1 = _extent(v, framed)
+    box_w, box_h = u1 - u0, v1 - v0
+    room_w, room_h = np.maximum(width - box_w, 0.0), np.maximum(height - box_h, 0.0)
+    target_u = np.select(
+        [framing == 0, framing == 2],
+        [layout.free_u * room_w + box_w / 2, width / 2 + layout.side * (width / 2 - (box_w / 2 - layout.side_cut * box_w))],
+        width / 2 + (layout.free_u - 0.5) * 0.4 * room_w,
+    )
+    target_v = np.select(
+        [framing == 0, framing == 1, framing == 2],
+        [layout.free_v * room_h + box_h / 2, layout.bottom - box_h / 2, height / 2 + (layout.free_v - 0.5) * 0.6 * room_h],
+        box_h / 2 - layout.head_cut * box_h,
+    )
+    too_big = np.select(
+        [framing == 0, framing == 1, framing == 2],
+        [np.maximum(box_w / (0.98 * width), box_h / (0.98 * height)), np.maximum(box_w / (0.98 * width), box_h / (1.02 * height)),
+         box_h / (0.95 * height)],
+        np.maximum(box_w / (0.98 * width), box_h / (1.05 * height)),
+    )  # fmt: skip
+    z_ref = _mean(cam[..., 2], framed)
+    back = too_big > 1.0  # step back, keeping the optical axis
+    t[:, 2] = np.where(back, z_ref * too_big * 1.02 - z_mid, t[:, 2])
+    t[:, 0] += np.where(back, 0.0, (target_u - (u0 + u1) / 2) * z_ref / f)
+    t[:, 1] += np.where(back, 0.0, (target_v - (v0 + v1) / 2) * z_ref / f)
