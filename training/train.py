@@ -30,6 +30,7 @@ import yaml
 from torch.nn import functional as F
 
 from munet.body.keypoints import MediaPipeRegressor
+from munet.geometry.projection import project_pinhole
 from munet.network.checkpoint import save_checkpoint
 from munet.network.config import MuNetConfig
 from munet.network.inputs import make_input, make_world_input
@@ -88,9 +89,8 @@ def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision,
     body, clothed = to_cam(f["body_vertices_m"]), to_cam(f["clothed_vertices_m"])
     K = f["K_crop"].float()
 
-    def to_norm(points_cam):  # perspective projection -> normalised crop coordinates
-        uv = torch.einsum("bij,bnj->bni", K, points_cam)
-        return 2 * uv[..., :2] / uv[..., 2:].clamp(min=1e-3) / resolution - 1
+    def to_norm(points_cam):  # perspective projection -> normalised crop coordinates in [-1, 1]
+        return 2 * project_pinhole(points_cam, K, min_depth=1e-3) / resolution - 1
 
     with torch.no_grad():
         landmarks = supervision.regressor(body)
@@ -181,14 +181,68 @@ def git_commit() -> str:
         return "unknown"
 
 
+@dataclasses.dataclass
+class _Run:
+    """A training run's counters (samples seen, optimizer steps) and what its checkpoint metadata records."""
+
+    samples: int
+    step: int
+    command: str
+    commit: str
+    wall_before_s: float
+    started: float
+    source: str
+    train_cfg: TrainConfig
+    weights: dict
+    world: int
+
+    def metadata(self) -> dict:
+        return {"training_command": self.command, "commit": self.commit, "samples_seen": self.samples, "steps": self.step,
+                "wall_time_s": round(self.wall_before_s + time.perf_counter() - self.started, 1), "data": self.source,
+                "train_config": dataclasses.asdict(self.train_cfg), "loss_weights": self.weights, "world_size": self.world}
+
+    def time_fraction(self, now: float) -> float:
+        """The share of the minutes budget spent (it counts this run only); 0 without one."""
+        minutes = self.train_cfg.max_minutes
+        return (now - self.started) / (60 * minutes) if minutes > 0 else 0.0
+
+
 def train(config_path: str, out: str | None = None, max_samples: int | None = None, max_minutes: float | None = None) -> dict:
     """Run (or resume) training; returns a summary dict. DDP when WORLD_SIZE > 1 (gloo on CPU)."""
-    from training.data.progress import Progress
-
     cfg = load_config(config_path)
-    model_cfg, train_cfg, weights = cfg["model"], cfg["train"], cfg["loss_weights"]
+    model_cfg, weights = cfg["model"], cfg["loss_weights"]
     overrides = {k: v for k, v in {"out": out, "max_samples": max_samples, "max_minutes": max_minutes}.items() if v is not None}
-    train_cfg = dataclasses.replace(train_cfg, **overrides)
+    train_cfg = dataclasses.replace(cfg["train"], **overrides)
+    world, rank = _start_process(train_cfg)
+    out_dir = pathlib.Path(train_cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    model = MuNet(model_cfg, clothed=train_cfg.train_clothed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    samples, step, meta_extra = _resume(model, optimizer, out_dir, rank)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    supervision = Supervision(model, MediaPipeRegressor())
+    loader, source = make_loader(cfg["data"], train_cfg, rank, world, samples)
+    generator = torch.Generator().manual_seed(train_cfg.seed + rank + step)
+    launcher = ("torchrun --nproc_per_node=%d -m training.train" % world) if world > 1 else "python -m training.train"
+    threads_env = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
+    run = _Run(
+        samples, step, meta_extra.get("training_command") or " ".join(threads_env + [launcher] + sys.argv[1:]),
+        meta_extra.get("commit") or git_commit(), float(meta_extra.get("wall_time_s", 0.0)), time.perf_counter(),
+        source, train_cfg, weights, world,
+    )  # fmt: skip
+    if rank == 0:
+        log.info("MuNet %d parameters; data: %s; world size %d", parameter_count(model), source, world)
+    _loop(run, loader, model, ddp, optimizer, supervision, model_cfg, generator, rank, out_dir)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return run.metadata()
+
+
+def _start_process(train_cfg: TrainConfig) -> tuple[int, int]:
+    """(world size, rank) from torchrun's environment; joins the process group when distributed; threads
+    and seeds."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -197,87 +251,75 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
         torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     np.random.seed(train_cfg.seed)
-    out_dir = pathlib.Path(train_cfg.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return world, rank
 
-    model = MuNet(model_cfg, clothed=train_cfg.train_clothed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    samples, step = 0, 0
+
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, out_dir: pathlib.Path, rank: int) -> tuple[int, int, dict]:
+    """Load ``last.*`` from ``out_dir`` when present: (samples seen, step, the last metadata), else (0, 0, {})."""
     last = out_dir / "last.safetensors"
-    meta_extra: dict = {}
-    if last.exists() and (out_dir / "last.optim.safetensors").exists():
-        from safetensors.torch import load_file
+    if not (last.exists() and (out_dir / "last.optim.safetensors").exists()):
+        return 0, 0, {}
+    from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(last)), strict=True)
-        samples, step = load_optimizer(optimizer, model, out_dir / "last.optim.safetensors")
-        meta_extra = json.loads((out_dir / "last.json").read_text())
-        if rank == 0:
-            log.info("resumed from %s at %d samples", last, samples)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    supervision = Supervision(model, MediaPipeRegressor())
-    loader, source = make_loader(cfg["data"], train_cfg, rank, world, samples)
-    total_steps = max(1, train_cfg.max_samples // train_cfg.batch_size)
-    generator = torch.Generator().manual_seed(train_cfg.seed + rank + step)
-    launcher = ("torchrun --nproc_per_node=%d -m training.train" % world) if world > 1 else "python -m training.train"
-    threads_env = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
-    command = meta_extra.get("training_command") or " ".join(threads_env + [launcher] + sys.argv[1:])
-    commit = meta_extra.get("commit") or git_commit()
-    wall_before = float(meta_extra.get("wall_time_s", 0.0))
-    started = time.perf_counter()
-
-    def metadata():
-        return {"training_command": command, "commit": commit, "samples_seen": samples, "steps": step,
-                "wall_time_s": round(wall_before + time.perf_counter() - started, 1), "data": source,
-                "train_config": dataclasses.asdict(train_cfg), "loss_weights": weights, "world_size": world}
-
+    model.load_state_dict(load_file(str(last)), strict=True)
+    samples, step = load_optimizer(optimizer, model, out_dir / "last.optim.safetensors")
     if rank == 0:
-        log.info("MuNet %d parameters; data: %s; world size %d", parameter_count(model), source, world)
-    progress = Progress(max(0, train_cfg.max_samples - samples), "training", log_every=train_cfg.log_every_s) if rank == 0 else None
+        log.info("resumed from %s at %d samples", last, samples)
+    return samples, step, json.loads((out_dir / "last.json").read_text())
+
+
+def _save(run: _Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, out_dir: pathlib.Path) -> None:
+    save_checkpoint(model, out_dir / "last.safetensors", run.metadata())
+    save_optimizer(optimizer, model, out_dir / "last.optim.safetensors", run.samples, run.step)
+
+
+def _loop(run: _Run, loader, model: torch.nn.Module, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer,
+          supervision: Supervision, model_cfg: MuNetConfig, generator: torch.Generator, rank: int,
+          out_dir: pathlib.Path) -> None:
+    """Optimizer steps until the samples or minutes budget runs out; rank 0 logs scalars and saves
+    ``last.*`` every ``save_every_s`` and at the end."""
+    from training.data.progress import Progress
+
+    train_cfg, world = run.train_cfg, run.world
+    total_steps = max(1, train_cfg.max_samples // train_cfg.batch_size)
+    progress = Progress(max(0, train_cfg.max_samples - run.samples), "training", log_every=train_cfg.log_every_s) if rank == 0 else None
     scalars = open(out_dir / "scalars.jsonl", "a") if rank == 0 else None
     last_save = last_log = time.perf_counter()
     window_start, window_samples = time.perf_counter(), 0
-    deadline = started + 60 * train_cfg.max_minutes if train_cfg.max_minutes > 0 else float("inf")
-
-    def time_fraction(now: float) -> float:  # the minutes budget counts this run only
-        return (now - started) / (60 * train_cfg.max_minutes) if train_cfg.max_minutes > 0 else 0.0
+    deadline = run.started + 60 * train_cfg.max_minutes if train_cfg.max_minutes > 0 else float("inf")
     model.train()
     for batch in loader:
-        if samples >= train_cfg.max_samples or time.perf_counter() > deadline:
+        if run.samples >= train_cfg.max_samples or time.perf_counter() > deadline:
             break
         image, world_input, targets = prepare_batch(batch, model_cfg, supervision)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps, train_cfg, time_fraction(time.perf_counter()))
+            group["lr"] = lr_at(run.step, total_steps, train_cfg, run.time_fraction(time.perf_counter()))
         out = ddp(image, world_input, detach_body=train_cfg.detach_body, full_resolution=False)
-        loss, terms = compute_losses(out, targets, weights, supervision, train_cfg.chamfer_points, generator)
+        loss, terms = compute_losses(out, targets, run.weights, supervision, train_cfg.chamfer_points, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step += 1
-        samples += image.shape[0] * world
+        run.step += 1
+        run.samples += image.shape[0] * world
         window_samples += image.shape[0] * world
-        if rank == 0:
-            now = time.perf_counter()
-            rate = window_samples / max(now - window_start, 1e-6)
-            progress.update(image.shape[0] * world, f"loss {float(loss.detach()):.4f} pve {1000 * terms['pve_m']:.0f}mm")
-            if now - last_log > train_cfg.log_every_s or step == 1:
-                record = {"step": step, "samples": samples, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
-                          "samples_per_s": rate, **terms}
-                scalars.write(json.dumps(record) + "\n")
-                scalars.flush()
-                last_log, window_start, window_samples = now, now, 0
-            if now - last_save > train_cfg.save_every_s:
-                save_checkpoint(model, last, metadata())
-                save_optimizer(optimizer, model, out_dir / "last.optim.safetensors", samples, step)
-                last_save = now
+        if rank != 0:
+            continue
+        now = time.perf_counter()
+        rate = window_samples / max(now - window_start, 1e-6)
+        progress.update(image.shape[0] * world, f"loss {float(loss.detach()):.4f} pve {1000 * terms['pve_m']:.0f}mm")
+        if now - last_log > train_cfg.log_every_s or run.step == 1:
+            record = {"step": run.step, "samples": run.samples, "loss": float(loss.detach()),
+                      "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate, **terms}
+            scalars.write(json.dumps(record) + "\n")
+            scalars.flush()
+            last_log, window_start, window_samples = now, now, 0
+        if now - last_save > train_cfg.save_every_s:
+            _save(run, model, optimizer, out_dir)
+            last_save = now
     if rank == 0:
-        save_checkpoint(model, last, metadata())
-        save_optimizer(optimizer, model, out_dir / "last.optim.safetensors", samples, step)
+        _save(run, model, optimizer, out_dir)
         scalars.close()
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return metadata()
 
 
 def main(argv: list[str] | None = None) -> None:
