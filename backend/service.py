@@ -50,7 +50,9 @@ class EngineInfo:
 
 
 class Engine(Protocol):
-    """A loaded reconstruction model. ``load`` runs once, in the worker thread that owns the engine."""
+    """A loaded reconstruction model. An engine class is built as ``cls(device=, checkpoint=, smpl_dir=)``
+    (the server's settings; see ``engine_factory``); ``load`` runs once, in the worker thread that owns
+    the engine."""
 
     def load(self) -> None: ...
 
