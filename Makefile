@@ -40,10 +40,10 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
-	$(PY) -m backend.bench.body
-	$(PY) -m backend.bench.pipeline
-	$(PY) -m backend.bench.protocol
-	$(PY) -m backend.bench.load
+	$(PY) -m benchmarks.body
+	$(PY) -m benchmarks.pipeline
+	$(PY) -m benchmarks.protocol
+	$(PY) -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) $(OUT) dist

@@ -271,6 +271,7 @@ class Client:
 def to_reconstruction(result: protocol.ResultReconstruction) -> Any:
     """A ``munet.reconstruction.Reconstruction`` with its own (writable) copies of the arrays."""
     from munet.reconstruction import Camera, Reconstruction, Skeleton, SkinnedSurface, SkinWeights, Texture
+    from munet.report import PlainReport
 
     def surface(s: protocol.ResultSurface | None) -> SkinnedSurface | None:
         if s is None:
@@ -288,7 +289,7 @@ def to_reconstruction(result: protocol.ResultReconstruction) -> Any:
         camera=Camera(tuple(cam.focal_px), tuple(cam.principal_point_px), tuple(cam.image_size),
                       cam.R_world_to_cam.copy(), cam.t_world_to_cam_m.copy()),
         texture=None if tex is None else Texture(bytes(tex.image_bytes), tex.mime_type, tex.width, tex.height),
-        report=json.loads(json.dumps(result.report)),
+        report=PlainReport(json.loads(json.dumps(result.report))),
     )
 
 

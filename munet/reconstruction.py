@@ -20,9 +20,10 @@ Conventions (DESIGN.md §5), stated once here and referred to everywhere else:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
+
+from munet.report import PlainReport, ReconstructionReport
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,9 @@ class Reconstruction:
     body_model: ``"anny"`` or ``"smpl"``.
     camera: the camera under which the posed meshes project onto the photo.
     texture: the projected photo for the clothed (or body) surface, or None.
-    report: JSON-serialisable facts: timings, alignment, what was not seen, which cues won.
+    report: facts about the run: timings, alignment, what was not seen, which cues won
+        (``munet.report.ReconstructionReport``; a ``PlainReport`` when received as JSON); ``to_json()``
+        gives the JSON the CLI writes and the server sends.
     """
 
     body: SkinnedSurface
@@ -151,7 +154,7 @@ class Reconstruction:
     body_model: str
     camera: Camera
     texture: Texture | None
-    report: dict[str, Any]
+    report: ReconstructionReport | PlainReport
 
 
 @dataclasses.dataclass(frozen=True)

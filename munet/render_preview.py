@@ -164,10 +164,10 @@ def preview_image(reconstruction: Reconstruction, rgb: np.ndarray, detected_px: 
     surface = reconstruction.clothed or reconstruction.body
     dense = surface.skin.dense(reconstruction.skeleton.num_joints)
     colours = side_colours(dense, reconstruction.skeleton.joint_names)
-    report = reconstruction.report
-    alignment = report.get("alignment", {})
-    caption = "IoU {:.2f}  kp err {:.1f}%".format(alignment.get("clothed_iou", alignment.get("body_iou", float("nan"))),
-                                                  100 * alignment.get("keypoint_error_fraction", float("nan")))
+    alignment = getattr(reconstruction.report, "alignment", None)  # None: a report received as plain JSON
+    iou = float("nan") if alignment is None else alignment.body_iou if alignment.clothed_iou is None else alignment.clothed_iou
+    error = float("nan") if alignment is None else alignment.keypoint_error_fraction
+    caption = "IoU {:.2f}  kp err {:.1f}%".format(iou, 100 * error)
     return render_preview(rgb, surface.posed_vertices_m, surface.faces, reconstruction.camera, colours, detected_px,
                           model_px, caption)
 

@@ -51,20 +51,20 @@ def test_pipeline_method_network_uses_the_checkpoint(small_checkpoint):
         result = pipeline.reconstruct(str(ROOT / "examples" / "lunge.jpg"),
                                       ReconstructOptions(method="network", checkpoint=str(small_checkpoint), texture=False,
                                                          refine_iterations=5))  # fmt: skip
-        assert result.report["method"] == "network" and result.clothed is not None
+        assert result.report.method == "network" and result.clothed is not None
         # the fit's shape prior is centred on the shape of the network's body (the body-model fit)
-        assert set(result.report["network"]["shape"]) == set(result.report["shape"])
-        assert result.report["network"]["checkpoint"] == str(small_checkpoint)
+        assert set(result.report.network.shape) == set(result.report.shape)
+        assert result.report.network.checkpoint == str(small_checkpoint)
         assert pipeline.info()["checkpoint"] == str(small_checkpoint)
         fitting = pipeline.reconstruct(str(ROOT / "examples" / "lunge.jpg"),
                                        ReconstructOptions(method="fitting", texture=False, refine_iterations=5))
-        assert fitting.report["method"] == "fitting"
+        assert fitting.report.method == "fitting" and fitting.report.network is None
     finally:
         pipeline.close()
 
 
 def test_forward_benchmark_runs_the_checkpoint(small_checkpoint):
-    from backend.bench.network import forward_ms
+    from benchmarks.network import forward_ms
 
     timing = forward_ms(str(small_checkpoint), threads=1, runs=3, warmup=1)
     assert 0 < timing["min_ms"] <= timing["median_ms"] <= timing["max_ms"] and timing["parameters"] > 0

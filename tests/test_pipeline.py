@@ -15,6 +15,7 @@ import torch
 from munet.errors import BadOptionsError, CancelledError, CheckpointError, NoPersonFoundError
 from munet.reconstruction import Reconstruction, ReconstructOptions
 from photos import real_photo
+from test_pipeline_report import ALIGNMENT_KEYS, DEPTH_KEYS, LEG_DEPTH_KEYS, TOP_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def pipeline():
 def lunge(pipeline) -> Reconstruction:
     """The default method: the shipped network + refinement."""
     result = pipeline.reconstruct(real_photo("lunge.jpg"))
-    assert result.report["method"] == "network"
+    assert result.report.method == "network"
     return result
 
 
@@ -76,11 +77,11 @@ def _lbs(reconstruction: Reconstruction, rest_vertices: np.ndarray) -> np.ndarra
 
 
 def test_lunge_alignment_meets_the_targets(lunge_by_method):
-    alignment = lunge_by_method.report["alignment"]
-    assert alignment["clothed_iou"] >= 0.90
-    assert alignment["keypoint_error_fraction"] <= 0.015
-    assert alignment["body_iou"] > 0.6  # reported apart: clothes must not hide a bad body
-    assert alignment["body_iou"] < alignment["clothed_iou"]
+    alignment = lunge_by_method.report.alignment
+    assert alignment.clothed_iou >= 0.90
+    assert alignment.keypoint_error_fraction <= 0.015
+    assert alignment.body_iou > 0.6  # reported apart: clothes must not hide a bad body
+    assert alignment.body_iou < alignment.clothed_iou
 
 
 def test_lunge_depth_front_left_leg_away_from_camera(lunge_by_method):
@@ -96,18 +97,18 @@ def test_lunge_depth_front_left_leg_away_from_camera(lunge_by_method):
     root = Rotation.from_rotvec(lunge.pose_axis_angle[0]).as_matrix()
     forward_cam = lunge.camera.R_world_to_cam @ (root @ np.array([0.0, -1.0, 0.0]))
     assert forward_cam[2] > 0.5
-    depth_report = lunge.report["depth"]
-    assert depth_report["final"]["torso_faces"] == "away from the camera"
-    assert depth_report["agreement"]["ground_plane"] is True
-    assert depth_report["cues"]["ground_plane"]["farther_foot"] == "left"
+    depth_report = lunge.report.depth
+    assert depth_report.final.torso_faces == "away from the camera"
+    assert depth_report.agreement.ground_plane is True
+    assert depth_report.cues.ground_plane.farther_foot == "left"
     # which cue won is explained: MediaPipe's world keypoints put the right knee farther
-    assert depth_report["agreement"]["mediapipe_world"] is False
-    if lunge.report["method"] == "fitting":
+    assert depth_report.agreement.mediapipe_world is False
+    if lunge.report.method == "fitting":
         # the refit without the floor term lands on a wrong-depth candidate, so the ground plane decided
-        assert depth_report["deciding_cue"] == "ground_plane"
-        assert depth_report["without_ground"]["changes_the_result"] is True
+        assert depth_report.deciding_cue == "ground_plane"
+        assert depth_report.without_ground.changes_the_result is True
     else:  # the network reads the same wrong world keypoints yet gets the depth right, floor or not
-        assert depth_report["deciding_cue"] in ("network", "ground_plane")
+        assert depth_report.deciding_cue in ("network", "ground_plane")
 
 
 def test_reconstruction_is_a_consistent_rig(lunge):
@@ -138,11 +139,13 @@ def test_camera_projects_the_body_onto_the_person(lunge, pipeline):
     uv, depth = lunge.camera.project(lunge.clothed.posed_vertices_m.astype(np.float64))
     assert (depth > 0).all()
     sil = rasterize_silhouette(uv, lunge.clothed.faces, height, width)
-    assert silhouette_iou(sil, person_mask(detection)) == pytest.approx(lunge.report["alignment"]["clothed_iou"], abs=1e-3)
+    assert silhouette_iou(sil, person_mask(detection)) == pytest.approx(lunge.report.alignment.clothed_iou, abs=1e-3)
 
 
 def test_report_has_the_issue_fields_and_is_json(lunge):
-    report = json.loads(json.dumps(lunge.report))
+    report = json.loads(json.dumps(lunge.report.to_json()))
+    assert list(report) == TOP_KEYS and list(report["alignment"]) == ALIGNMENT_KEYS  # what clients read
+    assert list(report["depth"]) == DEPTH_KEYS and list(report["depth"]["final"]) == LEG_DEPTH_KEYS
     assert report["image"]["width"] == 1000 and report["image"]["height"] == 1498
     assert 0 < report["detector"]["confidence"] <= 1
     assert report["body_mesh"] == {"vertices": 13718, "faces": 27420}
@@ -175,8 +178,8 @@ def test_texture_maps_visible_faces_to_thereal_photo(lunge):
 def test_partial_body_gives_a_whole_standing_body_and_a_truthful_report(partial, name):
     reconstruction = partial[name]
     report = reconstruction.report
-    assert "legs" in report["unseen_parts"] and "feet" in report["unseen_parts"]
-    assert any("not seen in the photo" in note for note in report["notes"])
+    assert "legs" in report.unseen_parts and "feet" in report.unseen_parts
+    assert any("not seen in the photo" in note for note in report.notes)
     body = reconstruction.body
     assert body.posed_vertices_m.shape == (13718, 3)
     # whole and standing: feet on the floor, head up, upright
@@ -185,8 +188,8 @@ def test_partial_body_gives_a_whole_standing_body_and_a_truthful_report(partial,
     assert joints[_joint(reconstruction, "head"), 2] > 1.3
     knee_angles = [np.linalg.norm(reconstruction.pose_axis_angle[_joint(reconstruction, k)]) for k in ("left_knee", "right_knee")]
     assert max(knee_angles) < np.radians(25)  # unseen legs held straight by the prior
-    assert report["alignment"]["clothed_iou"] > 0.85
-    assert report["depth"]["summary"].endswith("(legs held by the standing prior)")
+    assert report.alignment.clothed_iou > 0.85
+    assert report.depth.summary.endswith("(legs held by the standing prior)")
 
 
 def test_full_skeleton(pipeline):
@@ -197,7 +200,7 @@ def test_full_skeleton(pipeline):
     assert np.abs(_lbs(reconstruction, reconstruction.clothed.rest_vertices_m)
                   - reconstruction.clothed.posed_vertices_m).max() < 1e-3
     assert reconstruction.texture is None and reconstruction.body.uv_per_corner is None
-    assert reconstruction.report["skeleton"]["name"] == "full"
+    assert reconstruction.report.skeleton.name == "full"
 
 
 def test_progress_cancel_and_options(pipeline):
@@ -247,7 +250,7 @@ def test_smpl_body_model_from_user_files(pipeline, tmp_path):
     options = ReconstructOptions(body_model="smpl", smpl_dir=str(tmp_path), texture=False, refine_iterations=5)
     reconstruction = pipeline.reconstruct(real_photo("grace_hopper.jpg"), options)
     assert reconstruction.body_model == "smpl" and reconstruction.body.rest_vertices_m.shape == (6890, 3)
-    assert reconstruction.shape.shape == (10,) and "beta0" in reconstruction.report["shape"]
+    assert reconstruction.shape.shape == (10,) and "beta0" in reconstruction.report.shape
     # pose correctives are baked into the returned rest surface, so plain LBS reproduces the posed one
     assert np.abs(_lbs(reconstruction, reconstruction.body.rest_vertices_m) - reconstruction.body.posed_vertices_m).max() < 1e-3
     with pytest.raises(BadOptionsError, match="smpl24"):
@@ -287,4 +290,4 @@ def test_mirrored_lunge_mirrors_the_depth(pipeline):
     _, depth = reconstruction.camera.project(joints.astype(np.float64))
     assert depth[_joint(reconstruction, "right_knee")] > depth[_joint(reconstruction, "left_knee")]
     assert depth[_joint(reconstruction, "right_ankle")] > depth[_joint(reconstruction, "left_ankle")] + 0.15
-    assert reconstruction.report["depth"]["final"]["torso_faces"] == "away from the camera"
+    assert reconstruction.report.depth.final.torso_faces == "away from the camera"

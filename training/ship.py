@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", default="runs/munet")
     parser.add_argument("--eval", action="append", default=[], help="evaluation report JSON (repeatable)")
     parser.add_argument("--eval-command", action="append", default=[], help="the command that wrote each --eval")
-    parser.add_argument("--bench", help="backend.bench.network JSON")
+    parser.add_argument("--bench", help="benchmarks.network JSON")
     parser.add_argument("--data-root", action="append", default=[],
                         help="a shard folder the run trained on (repeatable): its generation command is recorded")
     parser.add_argument("--out", default="checkpoints/munet.safetensors")

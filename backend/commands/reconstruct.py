@@ -121,20 +121,15 @@ def _reconstruct_one(pipeline, photo: pathlib.Path, outputs: dict, options, show
     if outputs.get("npz"):
         export.write_npz(reconstruction, outputs["npz"])
         written.append(str(outputs["npz"]))
-    timings = reconstruction.report["timings_ms"]
-    timings["export"] = round(1000.0 * (time.perf_counter() - started), 1)
-    timings["total"] = round(timings["total"] + timings["export"], 1)
+    report = reconstruction.report.with_export_ms(1000.0 * (time.perf_counter() - started))
     if outputs.get("preview"):
-        import numpy as np
-
         from munet.render_preview import encode_png, preview_image
 
-        model_px = np.asarray(reconstruction.report["alignment"]["model_keypoints_px"])
-        png = encode_png(preview_image(reconstruction, image.rgb, model_px=model_px))
+        png = encode_png(preview_image(reconstruction, image.rgb, model_px=report.alignment.model_keypoints_px))
         _write_bytes(outputs["preview"], png)
         written.append(str(outputs["preview"]))
     if outputs.get("report"):
-        _write_bytes(outputs["report"], json.dumps(reconstruction.report, indent=1).encode())
+        _write_bytes(outputs["report"], json.dumps(report.to_json(), indent=1).encode())
         written.append(str(outputs["report"]))
     return written
 

@@ -121,7 +121,7 @@ class ResultReconstruction:
                 np.asarray(cam.R_world_to_cam, np.float64), np.asarray(cam.t_world_to_cam_m, np.float64),
             ),
             texture=None if tex is None else ResultTexture(tex.image_bytes, str(tex.mime_type), int(tex.width), int(tex.height)),
-            report=to_plain(dict(rec.report or {})),
+            report=to_plain(rec.report.to_json()),
         )
 
     # -- wire form

@@ -4,7 +4,7 @@ Served by ``munet serve`` only when ``MUNET_ENGINE=tests.doubles.fake_engine:Fak
 ``backend.service.engine_factory``; the test helpers in ``tests.doubles.processes`` set it). It returns a real
 ``munet.reconstruction.Reconstruction`` of production size (a ~14k-vertex capsule "body", a clothed
 copy, sparse skin weights over ``smpl24``, per-corner UVs and a ~1 MB PNG texture) without any model,
-so the wire, the server and the clients can be tested and timed while the pipeline is elsewhere.
+so the wire, the server and the clients can be tested and timed without the model.
 
 It behaves like the pipeline at the edges: it decodes the photo (``bad_image`` when it cannot,
 ``image_too_large`` over 50 Mpixel), reports ``no_person_found`` for a photo of one flat colour and
@@ -152,6 +152,7 @@ class FakeEngine:
     def reconstruct(self, image: bytes, options: protocol.Options, progress: ProgressFn, cancel: threading.Event) -> Any:
         from munet.errors import SmplFilesMissingError
         from munet.reconstruction import Camera, Reconstruction, Skeleton, SkinnedSurface, SkinWeights, Texture
+        from munet.report import PlainReport
 
         start = time.monotonic()
         width, height = check_image(image)
@@ -186,7 +187,7 @@ class FakeEngine:
             camera=Camera((focal, focal), (width / 2, height / 2), (width, height),
                           np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]), np.array([0.0, 0.85, 3.0])),
             texture=texture,
-            report={"engine": "fake", "worker": self.worker, "thread": threading.current_thread().name,
-                    "image_size": [width, height], "vertices": len(t["vertices"]),
-                    "timings_ms": {"total": round(1000 * (time.monotonic() - start), 3)}},
+            report=PlainReport({"engine": "fake", "worker": self.worker, "thread": threading.current_thread().name,
+                                "image_size": [width, height], "vertices": len(t["vertices"]),
+                                "timings_ms": {"total": round(1000 * (time.monotonic() - start), 3)}}),
         )

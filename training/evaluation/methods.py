@@ -199,7 +199,7 @@ class PipelineMethod:
             out = self.body.pose(rest_v, rest_j, torch.from_numpy(result.pose_axis_angle)[None].to(rest_v.dtype),
                                  torch.from_numpy(result.root_translation_m)[None].to(rest_v.dtype))  # fmt: skip
         joints = out.joints_m[0].numpy().astype(np.float64) @ R.T + t
-        timings = dict(result.report.get("timings_ms", {}))
+        timings = result.report.timings_ms.to_json()
         return Prediction(body, joints, clothed, timings)
 
 

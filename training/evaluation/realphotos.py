@@ -58,19 +58,20 @@ def check_photos(folder: pathlib.Path, specs: list[str], overlays: pathlib.Path 
                     per_photo[photo.name] = {"failed": f"{e.code}: {e}"}
                     rows.append(f"| {name} | {photo.name} | failed: {e.code} | | | |")
                     continue
-                alignment = result.report["alignment"]
+                report = result.report
+                alignment = report.alignment
                 entry = {
-                    "clothed_iou": alignment.get("clothed_iou"),
-                    "body_iou": alignment.get("body_iou"),
-                    "keypoint_error_pct_height": 100.0 * alignment["keypoint_error_fraction"],
-                    "keypoint_error_px": alignment["keypoint_error_px"],
-                    "facing": result.report.get("facing"),
-                    "time_ms": result.report["timings_ms"]["total"],
-                    "timings_ms": result.report["timings_ms"],
+                    "clothed_iou": alignment.clothed_iou,
+                    "body_iou": alignment.body_iou,
+                    "keypoint_error_pct_height": 100.0 * alignment.keypoint_error_fraction,
+                    "keypoint_error_px": alignment.keypoint_error_px,
+                    "facing": report.facing,
+                    "time_ms": report.timings_ms.total_ms,
+                    "timings_ms": report.timings_ms.to_json(),
                 }
                 if overlays is not None:
                     overlays.mkdir(parents=True, exist_ok=True)
-                    model_px = np.asarray(alignment["model_keypoints_px"], np.float32)
+                    model_px = alignment.model_keypoints_px.astype(np.float32)
                     png = encode_png(preview_image(result, image.rgb, detector.last.keypoints_px, model_px))
                     path = overlays / f"{photo.stem}_{name}.png"
                     path.write_bytes(png)

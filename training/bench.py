@@ -1,8 +1,11 @@
-"""`munet bench`: the evaluation benchmark (``training/evaluate.py``) from the command line.
+"""The evaluation benchmark from the command line, with the defaults of a quick comparison:
+
+    python -m training.bench --methods floor,fitting,network --limit 200
+    python -m training.bench --real-photos --overlays results/overlays --no-synthetic
 
 Runs the chosen methods side by side on the fixed held-out synthetic test set (generated on first use
 from ``training/configs/testset.yaml``, bit-identically) and optionally on real photos, prints the
-metric table and writes the JSON report.
+metric table and writes the JSON report: ``python -m training.evaluate --generate`` with these arguments.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import sys
 
 HELP = "benchmark methods (fitting, network, ablations) on the held-out synthetic set and real photos"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.bench", description=HELP)
     parser.add_argument("--methods", default="floor,fitting",
                         help="comma-separated: fitting, network[:CHECKPOINT], floor, oracle, NAME=SPEC (default floor,fitting)")
     parser.add_argument("--data", type=pathlib.Path, help="test set directory (default: data/testset in the repository)")
@@ -25,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also check real photos (default folder: ../shared/images next to the repository)")
     parser.add_argument("--overlays", type=pathlib.Path, help="folder for the real-photo overlay PNGs")
     parser.add_argument("--no-synthetic", action="store_true", help="only the real-photo check")
+    return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    from training import evaluate
-
+def evaluate_argv(args: argparse.Namespace) -> list[str]:
+    """The ``training.evaluate`` arguments these bench arguments stand for."""
     argv = ["--methods", args.methods, "--workers", str(args.workers), "--generate"]
     if args.data is not None:
         argv += ["--data", str(args.data)]
@@ -43,4 +48,14 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--overlays", str(args.overlays)]
     if args.no_synthetic:
         argv += ["--no-synthetic"]
-    return evaluate.main(argv)
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training import evaluate
+
+    return evaluate.main(evaluate_argv(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Cost and size of the wire format for a full-size result.
 
-    python -m backend.bench.protocol [--repeat 50] [--vertices 13688] [--texture-bytes 1048576]
+    python -m benchmarks.protocol [--repeat 50] [--vertices 13688] [--texture-bytes 1048576]
 
 The result comes from the synthetic engine (production sizes: a ~14k-vertex body, a clothed surface of
 the same size, 24-joint skin with 4 influences, per-corner UVs, a ~1 MB PNG texture). Reported, as

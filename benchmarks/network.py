@@ -1,6 +1,6 @@
 """Benchmark of MuNet: network forward time, and the photo pipeline with the network vs fitting only.
 
-    python -m backend.bench.network [--checkpoint checkpoints/munet.safetensors] [--photo examples/lunge.jpg]
+    python -m benchmarks.network [--checkpoint checkpoints/munet.safetensors] [--photo examples/lunge.jpg]
                                     [--runs 5] [--threads 2] [--json OUT.json]
 
 Forward: batch 1, ``--threads`` torch threads, median of 50 runs after 10 warm-up runs. Pipeline: each
@@ -16,7 +16,7 @@ import pathlib
 import statistics
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def forward_ms(checkpoint: str, threads: int, runs: int = 50, warmup: int = 10) -> dict:
@@ -60,11 +60,11 @@ def pipeline_runs(photo: str, checkpoint: str, runs: int, threads: int) -> dict:
             last = pipeline.reconstruct(data, options)
             totals.append(1000 * (time.perf_counter() - started))
         report = last.report
-        alignment = {k: report["alignment"][k] for k in ("body_iou", "clothed_iou", "keypoint_error_fraction")}
-        depth = report["depth"]["final"]
-        results[method] = {"method_used": report["method"], "total_ms_median": round(statistics.median(totals), 1),
-                           "timings_ms_last": report["timings_ms"], "alignment": alignment, "depth": depth,
-                           "facing": report["facing"], "notes": report["notes"]}
+        a = report.alignment
+        alignment = {"body_iou": a.body_iou, "clothed_iou": a.clothed_iou, "keypoint_error_fraction": a.keypoint_error_fraction}
+        results[method] = {"method_used": report.method, "total_ms_median": round(statistics.median(totals), 1),
+                           "timings_ms_last": report.timings_ms.to_json(), "alignment": alignment,
+                           "depth": report.depth.final.to_json(), "facing": report.facing, "notes": list(report.notes)}
     return results
 
 

@@ -1,6 +1,6 @@
 """Benchmark of the body-model layer: load, forward, fitting. Medians after warm-up, 2 CPU threads.
 
-    python -m backend.bench.body [--samples 10] [--first-build]
+    python -m benchmarks.body [--samples 10] [--first-build]
 
 ``--first-build`` also times Anny's one-time build from its shipped assets in a fresh temporary cache
 (~60 s, ~1.7 GB).

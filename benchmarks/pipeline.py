@@ -1,6 +1,6 @@
 """Benchmark of the reconstruction pipeline: end-to-end and per stage, medians after warm-up.
 
-    python -m backend.bench.pipeline [--photo PATH] [--runs 5] [--warmup 1] [--threads 2] [--skeleton smpl24]
+    python -m benchmarks.pipeline [--photo PATH] [--runs 5] [--warmup 1] [--threads 2] [--skeleton smpl24]
                                      [--export] [--json OUT.json]
 
 The model is loaded first (not timed in the per-run numbers; its load time is reported apart). Each run
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[3] / "shared" / "images" / "lunge.jpg"
+DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[2] / "shared" / "images" / "lunge.jpg"
 
 
 def main(argv=None) -> int:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         for index in range(args.warmup + args.runs):
             cpu0, wall0 = time.process_time(), time.perf_counter()
             reconstruction = pipeline.reconstruct(data, options)
-            timings = dict(reconstruction.report["timings_ms"])
+            timings = reconstruction.report.timings_ms.to_json()
             if args.export:
                 from munet.export import write_glb
 
@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         for stage in stages
     }
     report = reconstruction.report
-    alignment = {k: v for k, v in report["alignment"].items() if k != "model_keypoints_px"}
-    final = report["depth"]["final"]
+    alignment = {k: v for k, v in report.alignment.to_json().items() if k != "model_keypoints_px"}
+    final = report.depth.final
     result = {
         "photo": str(photo),
         "runs": args.runs,
@@ -89,8 +89,9 @@ def main(argv=None) -> int:
         "pipeline_load_s": round(load_s, 2),
         "timings_ms": summary,
         "alignment": alignment,
-        "depth": {k: final[k] for k in ("left_knee_minus_right_knee_m", "left_ankle_minus_right_ankle_m", "torso_faces")},
-        "depth_summary": report["depth"]["summary"],
+        "depth": {"left_knee_minus_right_knee_m": final.left_knee_minus_right_knee_m,
+                  "left_ankle_minus_right_ankle_m": final.left_ankle_minus_right_ankle_m, "torso_faces": final.torso_faces},
+        "depth_summary": report.depth.summary,
     }
     width = max(len(s) for s in stages)
     print(f"pipeline on {photo.name}: {args.runs} runs after {args.warmup} warm-up, {args.threads} threads, "
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
         s = summary[stage]
         print(f"  {stage:<{width}}  median {s['median_ms']:8.1f} ms   (min {s['min_ms']:.1f}, max {s['max_ms']:.1f})")
     print("  alignment: " + ", ".join(f"{k} {v}" for k, v in alignment.items()))
-    print("  depth: " + report["depth"]["summary"])
+    print("  depth: " + report.depth.summary)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -1,6 +1,6 @@
 """Load on a real server process: throughput, latency percentiles, ping under load, memory growth.
 
-    python -m backend.bench.load [--clients 8] [--requests 5] [--workers 2] [--memory-requests 200]
+    python -m benchmarks.load [--clients 8] [--requests 5] [--workers 2] [--memory-requests 200]
                                  [--engine fake|real] [--fake-stage-s 0] [--endpoint tcp://...]
 
 By default it starts ``munet serve`` on a free loopback port with the SYNTHETIC engine
