@@ -77,7 +77,8 @@ def hinge_axes(rest_joints_m: torch.Tensor) -> torch.Tensor:
             axes.append(lateral)
             continue
         upper = rest_joints_m[..., SMPL24_INDEX[f"{side}_elbow"], :] - rest_joints_m[..., SMPL24_INDEX[f"{side}_shoulder"], :]
-        axis = torch.linalg.cross(upper / upper.norm(dim=-1, keepdim=True), forward.expand_as(upper), dim=-1)
+        # cross, then normalise (this order keeps the data engine's samples bit-identical to before)
+        axis = torch.linalg.cross(upper, forward.expand_as(upper), dim=-1)
         axes.append(axis / axis.norm(dim=-1, keepdim=True))
     return torch.stack(axes, -2)
 

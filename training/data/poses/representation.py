@@ -14,14 +14,14 @@ import dataclasses
 import numpy as np
 import torch
 
-from munet.body.lbs import matrix_to_axis_angle
-from munet.body.limits import euler_limits_deg, euler_to_matrix
-from munet.body.skeleton import SMPL24_JOINTS
+from munet.body.limits import HINGE_JOINT_INDEX, HINGE_JOINT_NAMES, euler_limits_deg, hinge_axes
+from munet.body.skeleton import SMPL24_INDEX, SMPL24_JOINTS
+from munet.geometry.rotations import axis_angle_to_matrix, euler_xyz_to_matrix, matrix_to_axis_angle, matrix_to_euler_xyz
 
-J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
+J = SMPL24_INDEX  # joint name -> index (short: the pose tables use it a lot)
 NUM_JOINTS = len(SMPL24_JOINTS)
-HINGES = ("left_knee", "right_knee", "left_elbow", "right_elbow")
-HINGE_INDEX = tuple(J[n] for n in HINGES)
+HINGES = HINGE_JOINT_NAMES  # knees and elbows, the order of every hinge array here
+HINGE_INDEX = HINGE_JOINT_INDEX
 # flexion from Anny's rest pose, degrees: knee rests ~10 deg bent, elbow ~43 deg bent
 HINGE_RANGES_DEG = np.array([[-6.0, 140.0], [-6.0, 140.0], [-38.0, 100.0], [-38.0, 100.0]], np.float32)
 # left/right swap of joints and hinges (a mirror image of a pose)
@@ -104,30 +104,11 @@ def spec_to_arrays(spec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return euler, hinge, given
 
 
-def hinge_axes_batch(rest_joints: torch.Tensor) -> torch.Tensor:
-    """(B, 4, 3) unit hinge axes (order ``HINGES``) from rest joints (B, 24, 3): knees about +X, elbows
-    about upper-arm x forward (the convention of ``munet.body.limits.hinge_axes``)."""
-    batch = rest_joints.shape[0]
-    forward = rest_joints.new_tensor([0.0, -1.0, 0.0]).expand(batch, 3)
-    axes = []
-    for name in HINGES:
-        side = name.split("_")[0]
-        if name.endswith("knee"):
-            axes.append(rest_joints.new_tensor([1.0, 0.0, 0.0]).expand(batch, 3))
-        else:
-            upper = rest_joints[:, J[f"{side}_elbow"]] - rest_joints[:, J[f"{side}_shoulder"]]
-            axis = torch.linalg.cross(upper, forward, dim=-1)
-            axes.append(axis / axis.norm(dim=-1, keepdim=True))
-    return torch.stack(axes, 1)
-
-
 def local_rotations(euler_deg: torch.Tensor, hinge_deg: torch.Tensor, rest_joints: torch.Tensor) -> torch.Tensor:
-    """(B, 24, 3) Euler degrees + (B, 4) hinge degrees -> (B, 24, 3, 3) local rotation matrices."""
-    rotations = euler_to_matrix(torch.deg2rad(euler_deg))
-    axes = hinge_axes_batch(rest_joints)  # (B, 4, 3)
-    from munet.body.lbs import axis_angle_to_matrix
-
-    hinge_rot = axis_angle_to_matrix(axes * torch.deg2rad(hinge_deg)[..., None])  # (B, 4, 3, 3)
+    """(B, 24, 3) Euler degrees + (B, 4) hinge degrees on rest skeletons (B, 24, 3) metres -> (B, 24, 3, 3)
+    local rotation matrices (the hinge joints' Euler angles are ignored)."""
+    rotations = euler_xyz_to_matrix(torch.deg2rad(euler_deg))
+    hinge_rot = axis_angle_to_matrix(hinge_axes(rest_joints) * torch.deg2rad(hinge_deg)[..., None])  # (B, 4, 3, 3)
     rotations = rotations.clone()
     rotations[:, list(HINGE_INDEX)] = hinge_rot
     return rotations
@@ -140,19 +121,11 @@ def to_axis_angle(poses: PoseBatch, rest_joints: torch.Tensor) -> torch.Tensor:
     return matrix_to_axis_angle(local_rotations(euler, hinge, rest_joints))
 
 
-def matrix_to_euler_deg(rotation: torch.Tensor) -> np.ndarray:
-    """(..., 3, 3) -> (..., 3) XYZ Euler degrees with R = Rz @ Ry @ Rx (inverse of ``euler_to_matrix``)."""
-    r = rotation.detach().double()
-    y = torch.asin((-r[..., 2, 0]).clamp(-1.0, 1.0))
-    x = torch.atan2(r[..., 2, 1], r[..., 2, 2])
-    z = torch.atan2(r[..., 1, 0], r[..., 0, 0])
-    return torch.rad2deg(torch.stack([x, y, z], -1)).numpy()
-
-
 def compose_yaw(root_euler_deg: np.ndarray, yaw_deg: np.ndarray) -> np.ndarray:
-    """Apply a world yaw on top of root rotations: R = Rz(yaw) @ R_root, returned as XYZ Euler (N, 3)."""
-    rotation = euler_to_matrix(torch.deg2rad(torch.from_numpy(root_euler_deg).double()))
+    """Apply a world yaw on top of root rotations: R = Rz(yaw) @ R_root. root_euler_deg: (N, 3) XYZ
+    Euler degrees; yaw_deg: (N,). Returns (N, 3) float32 XYZ Euler degrees (computed in float64)."""
+    rotation = euler_xyz_to_matrix(torch.deg2rad(torch.from_numpy(root_euler_deg).double()))
     yaw = torch.deg2rad(torch.from_numpy(yaw_deg).double())
     zero = torch.zeros_like(yaw)
-    rz = euler_to_matrix(torch.stack([zero, zero, yaw], -1))
-    return matrix_to_euler_deg(rz @ rotation).astype(np.float32)
+    rz = euler_xyz_to_matrix(torch.stack([zero, zero, yaw], -1))
+    return torch.rad2deg(matrix_to_euler_xyz(rz @ rotation, eps=0.0)).numpy().astype(np.float32)
