@@ -30,10 +30,10 @@ import math
 import numpy as np
 import torch
 
-from munet.body.skeleton import SMPL24_JOINTS
+from munet.body.skeleton import SMPL24_INDEX, SMPL24_JOINTS
 from munet.geometry.mesh import vertex_normals_torch as vertex_normals
 
-J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
+J = SMPL24_INDEX
 
 # region ids of the atlas
 TORSO, HEAD, NECK, ARM_L, ARM_R, LEG_L, LEG_R, HAND_L, HAND_R = range(9)

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from munet.body.lbs import forward_kinematics
-from munet.body.skeleton import SMPL24_JOINTS
+from munet.body.skeleton import SMPL24_INDEX
+from munet.geometry.projection import project_pinhole
 from training.data import bodies, camera, clothing, detector, poses
 from training.data.config import DataConfig
 
 log = logging.getLogger(__name__)
 
-J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
+J = SMPL24_INDEX
 FAMILY_NAMES = tuple(poses.FAMILY_WEIGHTS)
 MAX_POSE_TRIES = 12
 CAMERA_POINTS_STRIDE = 13  # every 13th clothed vertex frames the camera (~1k points)
@@ -161,7 +162,7 @@ class SampleGenerator:
         clothed_cam = to_cam(people.clothed_world)
         views = _Views(
             cams, R, t, K, np.array([c.image_size for c in cams], np.int32), to_cam(people.body_world), clothed_cam,
-            to_cam(self.regressor(people.body_world)), detector.project(clothed_cam, torch.from_numpy(K).float()).numpy(),
+            to_cam(self.regressor(people.body_world)), project_pinhole(clothed_cam, torch.from_numpy(K).float()).numpy(),
         )  # fmt: skip
         self.times.add("camera", t0)
         return views
@@ -184,7 +185,7 @@ class SampleGenerator:
         a noisy detector reports: keypoints with visibility scores, a soft mask, world landmarks."""
         cfg, res, count = self.config, self.config.resolution, len(rngs)
         t0 = time.perf_counter()
-        gt_px = detector.project(views.landmarks_cam, torch.from_numpy(views.K).float()).numpy()
+        gt_px = project_pinhole(views.landmarks_cam, torch.from_numpy(views.K).float()).numpy()
         offsets = people.cloth_offsets[:, self.landmark_vertex].numpy()  # (B, 33)
         gt_crop = np.stack([_to_crop(gt_px[k], crops, k, res) for k in range(count)])
         hidden = detector.occlusion(gt_crop, views.landmarks_cam[..., 2].numpy(), zbuffer, self.landmark_tolerance + offsets)
