@@ -45,10 +45,10 @@ normals                (R, R, 3)      uint8      clothed camera-frame normals (i
                                                  (n + 1) * 127.5, zero background
 =====================  =============  =========  ===================================================
 
-Labels (for analysis and stratified metrics): ``family`` (index into ``poses.FAMILY_NAMES``),
-``framing`` (index into ``camera.FRAMINGS``), ``garments`` (int16 (5,): top, bottom, outer, hair,
-skirt flag; indices into ``clothing.*_TYPES``), ``stature_m`` (float32), ``index`` (int64, the
-sample's index under its seed), ``seed`` (int64).
+Labels (for analysis and stratified metrics): ``family`` (index into ``engine.FAMILY_NAMES``, the
+families of ``poses.FAMILY_WEIGHTS``), ``framing`` (index into ``camera.FRAMINGS``), ``garments``
+(int16 (5,): top, bottom, outer, hair, skirt flag; indices into ``clothing.*_TYPES``), ``stature_m``
+(float32), ``index`` (int64, the sample's index under its seed), ``seed`` (int64).
 """
 
 from __future__ import annotations
