@@ -2,7 +2,9 @@
 
 Modules: ``protocol`` (the wire format, copied from the backend at build time), ``client`` (the
 non-blocking socket), ``scene`` (building the character), ``jobs`` (the poll function gluing them),
-``operators``, ``ui``, ``props`` (settings, state, preferences), ``local_backend``.
+``kinematics`` and ``motion`` (rig and motion maths, numpy only), ``animate`` (motions onto the character),
+``export`` (FBX/GLB for other tools), ``operators``, ``ui``, ``props`` (settings, state, preferences),
+``local_backend``.
 """
 
 from . import jobs, local_backend, operators, props, ui

@@ -99,13 +99,21 @@ def poll(wait_s: float = 0.0) -> float | None:
 
 
 def _photo_image(request: Request) -> bpy.types.Image | None:
+    """The photo as a Blender image for the camera's background (None when no camera is made: nothing
+    unused gets loaded), packed into the .blend so the file keeps working when the photo moves."""
+    if not request.build.camera:
+        return None
     if request.image_name and request.image_name in bpy.data.images:
         return bpy.data.images[request.image_name]
     if request.photo_path:
         try:
-            return bpy.data.images.load(request.photo_path, check_existing=True)
+            image = bpy.data.images.load(request.photo_path, check_existing=True)
         except RuntimeError as e:
             log.warning("could not load %s as a Blender image: %s", request.photo_path, e)
+            return None
+        if image.packed_file is None:
+            image.pack()
+        return image
     return None
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pathlib
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from . import client, jobs, local_backend, protocol, scene
+from . import animate, client, export, jobs, local_backend, protocol, scene
 from .errors import AddonError
 from .props import prefs
 
@@ -48,7 +48,8 @@ def gather(context) -> jobs.Request:
     return jobs.Request(
         endpoint=endpoint_of(context), photo=photo, name=jobs.request_name(path, image_name),
         photo_path=path, image_name=image_name, options=options,
-        build=scene.BuildOptions(clothed=settings.clothed, texture=settings.texture, camera=settings.camera),
+        build=scene.BuildOptions(clothed=settings.clothed, texture=settings.texture, camera=settings.camera,
+                                 rest_pose=settings.rest_pose),
         timeout_s=p.timeout_s if p else 300.0, answer_timeout_s=p.answer_timeout_s if p else 10.0,
     )
 
@@ -135,6 +136,84 @@ class MUNET_OT_stop_local_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MUNET_OT_apply_motion(bpy.types.Operator):
+    """Put a motion (SMPL/AMASS .npz or BVH) on the selected character as a new Action"""
+
+    bl_idname = "munet.apply_motion"
+    bl_label = "Apply motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(name="Motion", subtype="FILE_PATH",
+                             description="An SMPL/AMASS .npz (poses, trans) or a BVH file (CMU, Mixamo, ... names)")
+    filter_glob: StringProperty(default="*.npz;*.bvh", options={"HIDDEN"})
+    set_frame_range: BoolProperty(name="Set frame range", default=True,
+                                  description="End the scene's frame range at the motion's last frame")
+
+    @classmethod
+    def poll(cls, context):
+        try:
+            animate.character_armature(context)
+        except AddonError as e:
+            cls.poll_message_set(str(e))
+            return False
+        return True
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        try:
+            done = animate.apply_motion(context, self.filepath, set_frame_range=self.set_frame_range)
+        except AddonError as e:
+            self.report({"ERROR"}, f"MuNet: {e}")
+            return {"CANCELLED"}
+        message = (f"applied {done.action.name}: frames {done.frame_start}-{done.frame_end} "
+                   f"in {done.seconds * 1000:.0f} ms")
+        context.window_manager.munet.message = message
+        self.report({"INFO"}, f"MuNet: {message}")
+        return {"FINISHED"}
+
+
+class MUNET_OT_export_character(bpy.types.Operator):
+    """Export the selected character (armature, Body, Clothed, texture, action) for another tool"""
+
+    bl_idname = "munet.export_character"
+    bl_label = "Export character"
+    bl_options = {"REGISTER"}
+
+    filepath: StringProperty(name="File", subtype="FILE_PATH")
+    format: EnumProperty(name="Format", default="FBX", items=[
+        ("FBX", "FBX", "Texture embedded, no leaf bones, the action baked (Unity, Unreal, Maya, ...)"),
+        ("GLB", "GLB", "glTF binary, at most 4 influences per vertex (web viewers, three.js, Godot, ...)")])
+    preset: EnumProperty(name="Preset", default="UNITY", items=[
+        (key, value["label"], f"Settings for {value['label']} ({value['format']} by default)")
+        for key, value in export.PRESETS.items()])
+
+    @classmethod
+    def poll(cls, context):
+        return MUNET_OT_apply_motion.poll(context)
+
+    def invoke(self, context, event):
+        arm = animate.character_armature(context)
+        stem = arm.users_collection[0].name if arm.users_collection else arm.name
+        self.filepath = bpy.path.ensure_ext(bpy.path.clean_name(stem), "." + self.format.lower())
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        try:
+            done = export.export_character(context, animate.character_armature(context), self.filepath,
+                                           self.format, self.preset)
+        except AddonError as e:
+            self.report({"ERROR"}, f"MuNet: {e}")
+            return {"CANCELLED"}
+        message = f"exported {done.path.name} in {done.seconds * 1000:.0f} ms"
+        context.window_manager.munet.message = message
+        self.report({"INFO"}, f"MuNet: {message}")
+        return {"FINISHED"}
+
+
 class MUNET_OT_report(bpy.types.Operator):
     """Show a message in the report area (used by the poll function, which has no operator of its own)"""
 
@@ -151,7 +230,7 @@ class MUNET_OT_report(bpy.types.Operator):
 
 
 CLASSES = (MUNET_OT_reconstruct, MUNET_OT_cancel, MUNET_OT_test_connection, MUNET_OT_start_local_backend,
-           MUNET_OT_stop_local_backend, MUNET_OT_report)
+           MUNET_OT_stop_local_backend, MUNET_OT_apply_motion, MUNET_OT_export_character, MUNET_OT_report)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -28,8 +28,16 @@ class MunetSettings(bpy.types.PropertyGroup):
     refine: BoolProperty(name="Refinement", default=True, description="Test-time refinement against the photo")
     refine_iterations: IntProperty(name="Iterations", default=40, min=1, max=1000)
     texture: BoolProperty(name="Texture", default=True, description="Project the photo onto the surface")
-    camera: BoolProperty(name="Camera match", default=True,
-                         description="Add a camera that matches the photo, with the photo as its background")
+    camera: BoolProperty(name="Match photo camera", default=True,
+                         description="Add a camera that matches the photo, with the photo (packed into the "
+                                     "file) as its background. Also sets the scene's render resolution to the "
+                                     "photo's size; when off, render settings are left as they are")
+    rest_pose: EnumProperty(
+        name="Rest pose", default="MODEL",
+        description="The pose the meshes are bound in (what Rest Position shows, and the bind pose exports carry)",
+        items=[("MODEL", "A-pose", "The body model's own rest (arms down at about 45 degrees)"),
+               ("TPOSE", "T-pose", "Arms straight out sideways, as many game rigs and motion libraries expect"),
+               ("PHOTO", "Photo's pose", "The pose in the photo, standing upright")])
 
 
 class MunetState(bpy.types.PropertyGroup):

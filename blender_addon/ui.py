@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import jobs
+from . import export, jobs
 
 
 class MUNET_PT_reconstruct(bpy.types.Panel):
@@ -40,6 +40,7 @@ class MUNET_PT_reconstruct(bpy.types.Panel):
         sub.prop(settings, "refine_iterations")
         col.prop(settings, "texture")
         col.prop(settings, "camera")
+        col.prop(settings, "rest_pose")
 
         if jobs.Jobs.current is None:
             layout.operator("munet.reconstruct", icon="ARMATURE_DATA")
@@ -55,6 +56,25 @@ class MUNET_PT_reconstruct(bpy.types.Panel):
                 layout.label(text=line)
 
 
+class MUNET_PT_animate(bpy.types.Panel):
+    bl_label = "Animate and export"
+    bl_idname = "MUNET_PT_animate"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MuNet"
+    bl_parent_id = "MUNET_PT_reconstruct"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.label(text="On the selected character:")
+        layout.operator("munet.apply_motion", text="Apply motion (.npz, .bvh)", icon="ARMATURE_DATA")
+        col = layout.column(align=True)
+        for key, preset in export.PRESETS.items():
+            op = col.operator("munet.export_character", text=f"Export for {preset['label'].split(' (')[0]} "
+                                                             f"({preset['format']})", icon="EXPORT")
+            op.preset, op.format = key, preset["format"]
+
+
 def _wrap(text: str, width: int) -> list[str]:
     lines, line = [], ""
     for word in text.split():
@@ -66,7 +86,7 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines + ([line] if line else [])
 
 
-CLASSES = (MUNET_PT_reconstruct,)
+CLASSES = (MUNET_PT_reconstruct, MUNET_PT_animate)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)
