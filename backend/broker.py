@@ -32,7 +32,7 @@ from typing import Callable
 
 import zmq
 
-from backend import protocol, transport
+from . import protocol, transport
 
 log = logging.getLogger(__name__)
 

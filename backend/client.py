@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import zmq
 
-from backend import protocol, transport
+from . import protocol, transport
 from munet.errors import MunetError
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 import zmq
 
-from backend import protocol, transport
-from backend.service import Engine, Job, WorkerPool
+from . import protocol, transport
+from .service import Engine, Job, WorkerPool
 from munet.errors import MunetError
 
 log = logging.getLogger(__name__)
@@ -367,6 +367,6 @@ def run(config: ServerConfig, make_engine: Callable[[], Engine], *, announce: Ca
 
 
 if __name__ == "__main__":
-    from backend import cli
+    from . import cli
 
     sys.exit(cli.main(["serve", *sys.argv[1:]]))

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Protocol
 
-from backend import protocol
+from . import protocol
 
 log = logging.getLogger(__name__)
 

@@ -127,7 +127,7 @@ class Authenticator:
 
         if not keys.authorized_dir.is_dir():
             raise MunetError(f"{keys.authorized_dir} is missing: put the accepted client public keys there", code="bad_request")
-        self._auth = ThreadAuthenticator(context(), log=logging.getLogger("backend.transport.auth"))
+        self._auth = ThreadAuthenticator(context(), log=logging.getLogger(f"{__name__}.auth"))
         self._auth.start()
         self._auth.configure_curve(domain="*", location=str(keys.authorized_dir))
 

@@ -58,8 +58,8 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend import protocol
-    from backend.client import BackendError, Client, write_report, write_result
+    from .. import protocol
+    from ..client import BackendError, Client, write_report, write_result
     from munet.errors import MunetError
 
     client = Client(args.endpoint, timeout_s=args.timeout, retries=args.retries, curve_keys=args.curve_keys)

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend import transport
+    from .. import transport
 
     written = transport.make_keys(args.directory, force=args.force)
     for path in written:

@@ -144,7 +144,7 @@ def _write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def _run_folder(folder: pathlib.Path, args: argparse.Namespace, options) -> int:
     from munet.errors import BadOptionsError, MunetError
 
-    from backend.cli import EXIT_CODES
+    from ..cli import EXIT_CODES
 
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not args.output:

@@ -41,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     bind = None if args.connect else (args.bind or "tcp://127.0.0.1:5555")
 
     if args.broker:
-        from backend import broker
+        from .. import broker
 
         broker.run(bind, args.broker, curve_keys=args.curve_keys, insecure=args.insecure)
         return 0
 
-    from backend import server, service
+    from .. import server, service
 
     config = server.ServerConfig(
         bind=bind, connect=args.connect, workers=args.workers, queue_size=args.queue,
