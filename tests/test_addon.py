@@ -1,15 +1,13 @@
 """The installed add-on against a real backend process: operator, poll loop, errors, cancel, export, render.
 
-The main test runs `munet serve` with the real pipeline (skipped, with the reason, only while
-``munet.pipeline`` cannot be imported). The same operator flow also runs against the backend's
-test engine (``MUNET_TEST_ENGINE=fake``), and every protocol error code comes from a tiny ROUTER
-that answers with it.
+The main test runs `munet serve` with the real pipeline once for all add-on test modules
+(``test_addon_support.lunge_character``; skipped, with the reason, only while ``munet.pipeline`` cannot be
+imported). The same operator flow also runs against the backend's test engine (``MUNET_TEST_ENGINE=fake``),
+and every protocol error code comes from a tiny ROUTER that answers with it.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import pathlib
 import shutil
 import subprocess
@@ -20,75 +18,36 @@ import time
 import numpy as np
 import pytest
 
-from test_addon_support import REPO, SHARED_IMAGES, SMPL24, evaluated_vertices, fresh_scene, installed_addon
+from test_addon_support import (EXAMPLE_PHOTO, REPO, SMPL24, evaluated_vertices, fresh_scene, installed_addon,
+                                lunge_character, reconstruct, start_server)
 
 zmq = pytest.importorskip("zmq")
 
-PHOTO = SHARED_IMAGES / "lunge.jpg"
+PHOTO = EXAMPLE_PHOTO
 OUT = REPO / "out"
 
 
 @pytest.fixture(scope="module")
 def addon():
-    if not PHOTO.is_file():
-        pytest.skip(f"the test photo {PHOTO} is missing")
     return installed_addon()
-
-
-def _server(engine: str, timeout: float, **fake):
-    sys.path.insert(0, str(REPO))
-    from tests.doubles.processes import ServerProcess
-
-    server = ServerProcess(engine=engine, **fake)
-    try:
-        server.start(ready_timeout_s=timeout)
-    except RuntimeError:
-        server.cleanup()
-        raise
-    return server
-
-
-@pytest.fixture(scope="module")
-def real_server():
-    if importlib.util.find_spec("munet.pipeline") is None:
-        pytest.skip("munet.pipeline cannot be imported yet: the real-backend add-on test needs the pipeline")
-    server = _server("real", 600)
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture(scope="module")
 def fake_server():
-    server = _server("fake", 60, stage_s=0.0)
+    server = start_server("fake", 60, stage_s=0.0)
     yield server
     server.cleanup()
 
 
 @pytest.fixture(scope="module")
 def slow_server():
-    server = _server("fake", 60, stage_s=3.0)
+    server = start_server("fake", 60, stage_s=3.0)
     yield server
     server.cleanup()
 
 
 def prefs(bpy):
     return bpy.context.preferences.addons["bl_ext.user_default.munet_blender"].preferences
-
-
-def reconstruct(addon, endpoint: str, photo=PHOTO, limit_s: float = 600.0, **settings):
-    """Run the operator and drive the poll function until the request ends; returns the panel state."""
-    import bpy
-
-    s = bpy.context.scene.munet
-    s.photo_path, s.endpoint = str(photo), endpoint
-    for key, value in settings.items():
-        setattr(s, key, value)
-    assert bpy.ops.munet.reconstruct() == {"FINISHED"}
-    deadline = time.monotonic() + limit_s
-    while addon.jobs.Jobs.current is not None and time.monotonic() < deadline:
-        addon.jobs.poll(wait_s=0.2)
-    assert addon.jobs.Jobs.current is None, "the request did not end in time"
-    return bpy.context.window_manager.munet
 
 
 def check_character(bpy, name: str = "lunge", joints=SMPL24):
@@ -121,14 +80,17 @@ def _dominant(obj, joint: str) -> np.ndarray:
     return W.argmax(1) == names.index(joint)
 
 
-def test_real_backend_lunge(addon, real_server):
+def test_real_backend_lunge(addon):
     """The main test: the real pipeline reconstructs the lunge photo; the add-on builds a working rig."""
-    bpy = fresh_scene()
-    st = reconstruct(addon, real_server.endpoint)
-    assert st.stage == "done", st.message
-    print(f"real backend: {st.message}")
+    lunge = lunge_character()
+    assert lunge.stage == "done", lunge.message
+    print(f"real backend: {lunge.message} (request to character {lunge.seconds:.1f} s)")
+    assert lunge.undo_left == [], f"one undo left {lunge.undo_left}"  # one undo step removed it all
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=str(lunge.blend))
     arm, meshes = check_character(bpy)
-    assert st.last_build_s < 1.0
+    assert lunge.build_s < 1.0
     left = {n: _dominant(o, "left_elbow") for n, o in meshes.items()}
     right = {n: _dominant(o, "right_elbow") for n, o in meshes.items()}
     before = {n: evaluated_vertices(o) for n, o in meshes.items()}
@@ -142,8 +104,6 @@ def test_real_backend_lunge(addon, real_server):
         assert moved[left[name]].mean() > 0.02, name
         assert moved[right[name]].max() < 1e-5, name
     _render_preview(bpy, "addon_preview_real.png")
-    bpy.ops.ed.undo()
-    assert "lunge" not in bpy.data.collections and not bpy.data.objects
 
 
 def test_fake_backend_operator_flow_and_undo(addon, fake_server):

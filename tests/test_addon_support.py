@@ -1,13 +1,18 @@
 """Shared helpers for the add-on tests (no tests here): install the built extension into a headless
-bpy with a temporary user folder, a synthetic stick-figure result, numpy skinning, evaluated vertices."""
+bpy with a temporary user folder, a synthetic stick-figure result, numpy skinning, evaluated vertices,
+backend processes, the Reconstruct operator's flow, and the one real reconstruction of the example photo
+that all add-on test modules share (``lunge_character``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.util
 import os
 import pathlib
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +20,9 @@ from photos import IMAGES as SHARED_IMAGES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ADDON_MODULE = "bl_ext.user_default.munet_blender"
+#: The example photo every clone has (the same file as tests/data/lunge.jpg).
+EXAMPLE_PHOTO = REPO / "examples" / "lunge.jpg"
+MOTIONS = REPO / "examples" / "motions"
 
 SMPL24 = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
@@ -166,3 +174,104 @@ def fresh_scene():
     addon.jobs.Jobs.current = None
     bpy.ops.wm.read_homefile(use_empty=True)
     return bpy
+
+
+def start_server(engine: str, timeout: float, **fake):
+    """A started ``munet serve`` child process (``engine``: "real" or "fake")."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.doubles.processes import ServerProcess
+
+    server = ServerProcess(engine=engine, **fake)
+    try:
+        server.start(ready_timeout_s=timeout)
+    except RuntimeError:
+        server.cleanup()
+        raise
+    return server
+
+
+def reconstruct(addon, endpoint: str, photo=EXAMPLE_PHOTO, limit_s: float = 600.0, **settings):
+    """Run the operator and drive the poll function until the request ends; returns the panel state."""
+    import bpy
+
+    s = bpy.context.scene.munet
+    s.photo_path, s.endpoint = str(photo), endpoint
+    for key, value in settings.items():
+        setattr(s, key, value)
+    assert bpy.ops.munet.reconstruct() == {"FINISHED"}
+    deadline = time.monotonic() + limit_s
+    while addon.jobs.Jobs.current is not None and time.monotonic() < deadline:
+        addon.jobs.poll(wait_s=0.2)
+    assert addon.jobs.Jobs.current is None, "the request did not end in time"
+    return bpy.context.window_manager.munet
+
+
+@dataclasses.dataclass
+class LungeCharacter:
+    """The example photo reconstructed once by the real backend through the add-on's operator.
+
+    blend: the scene right after the build, saved; result: the decoded ``ResultReconstruction`` the add-on
+    built from; stage, message, build_s: the panel's state; seconds: request to built character;
+    undo_left: what one Ctrl+Z right after the build left behind (names; empty when it removed it all)."""
+
+    blend: pathlib.Path
+    result: object
+    stage: str
+    message: str
+    build_s: float
+    seconds: float
+    undo_left: list
+
+
+_LUNGE: dict = {}
+
+
+def lunge_character() -> LungeCharacter:
+    """Reconstruct ``EXAMPLE_PHOTO`` with the real pipeline once per test session (a real ``munet serve``,
+    stopped afterwards); skips only while ``munet.pipeline`` cannot be imported."""
+    if "character" in _LUNGE:
+        return _LUNGE["character"]
+    if importlib.util.find_spec("munet.pipeline") is None:
+        pytest.skip("munet.pipeline cannot be imported yet: the real-backend add-on test needs the pipeline")
+    addon = installed_addon()
+    server = start_server("real", 600)
+    captured = []
+    build = addon.scene.build_character
+
+    def capture(rec, *args, **kwargs):
+        captured.append(rec)
+        return build(rec, *args, **kwargs)
+
+    try:
+        bpy = fresh_scene()
+        addon.scene.build_character = capture
+        start = time.perf_counter()
+        st = reconstruct(addon, server.endpoint)
+        seconds = time.perf_counter() - start
+    finally:
+        addon.scene.build_character = build
+        server.cleanup()
+    blend = pathlib.Path(tempfile.mkdtemp(prefix="munet-lunge-")) / "lunge.blend"
+    if st.stage == "done":
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+        bpy.ops.ed.undo()
+    left = [c.name for c in bpy.data.collections] + [o.name for o in bpy.data.objects]
+    _LUNGE["character"] = LungeCharacter(blend, captured[0] if captured else None, st.stage, st.message,
+                                         st.last_build_s, seconds, left)
+    return _LUNGE["character"]
+
+
+def open_character(path):
+    """Open a saved scene; returns (bpy, the armature, {mesh name: mesh object}) with the Body selected."""
+    import bpy
+
+    installed_addon()
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    meshes = {o.name: o for o in bpy.data.objects if o.type == "MESH" and o.parent == arm}
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(False)
+    meshes["Body"].select_set(True)
+    bpy.context.view_layer.objects.active = meshes["Body"]
+    return bpy, arm, meshes
