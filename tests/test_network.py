@@ -54,6 +54,55 @@ def test_clothed_loss_reaches_body_stage_unless_detached(hierarchy, detach):
     assert (body_grad is None or float(body_grad.abs().sum()) == 0.0) == detach
 
 
+CLOTHED_STAGE = ("clothed_in.", "clothed_blocks.", "clothed_offset.")
+
+
+def _clothed_loss_gradients(hierarchy, detach: bool) -> dict[str, torch.Tensor | None]:
+    """Each parameter's gradient of the clothed-stage losses alone, through ``compute_losses`` (the
+    training wiring), for a model whose zero-initialised outputs are perturbed so every path is live."""
+    from munet.body.keypoints import MediaPipeRegressor
+    from training.losses import CLOTHED_TERMS, Supervision, Targets, compute_losses
+
+    torch.manual_seed(0)
+    model = MuNet(SMALL, hierarchy)
+    for name, p in model.named_parameters():
+        if p.dim() and float(p.detach().abs().max()) == 0.0:  # vertex deltas, coarse decoder, clothed offsets
+            torch.nn.init.normal_(p, std=0.01)
+    supervision = Supervision(model, MediaPipeRegressor())
+    batch = 2
+    body = supervision.levels(model.template2[None].expand(batch, -1, -1) + 0.02 * torch.randn(batch, 13718, 3))
+    targets = Targets(body, body[-1] + 0.01 * torch.randn_like(body[-1]), 0.3 * torch.randn(batch, 33, 3),
+                      torch.rand(batch, 33, 2) - 0.5, torch.tensor([[0.9, 0.0, 0.1]] * batch),
+                      torch.rand(batch, 1, 64, 64))
+    out = model(torch.rand(batch, 34, 128, 128), torch.randn(batch, 33, 3) * 0.3, detach_body=detach, full_resolution=False)
+    weights = {name: 1.0 for name in CLOTHED_TERMS}
+    loss, terms = compute_losses(out, targets, weights, supervision, 64, torch.Generator().manual_seed(0))
+    assert set(CLOTHED_TERMS) <= set(terms) and float(terms["inside"]) > 0 and float(terms["silhouette"]) > 0
+    loss.backward()
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def _is_zero(grad: torch.Tensor | None) -> bool:
+    return grad is None or not bool(grad.any())
+
+
+def test_detached_ablation_keeps_every_clothed_loss_off_the_body_stage(hierarchy):
+    grads = _clothed_loss_gradients(hierarchy, detach=True)
+    leaking = [name for name, g in grads.items() if not name.startswith(CLOTHED_STAGE) and not _is_zero(g)]
+    assert not leaking, f"clothed losses reach body-stage / shared parameters: {leaking}"
+    clothed = [name for name in grads if name.startswith(CLOTHED_STAGE)]
+    assert clothed and all(not _is_zero(grads[name]) for name in clothed if not name.endswith("delta.bias"))
+
+
+def test_mutualistic_clothed_losses_reach_every_body_stage_module(hierarchy):
+    grads = _clothed_loss_gradients(hierarchy, detach=False)
+    modules = {name.split(".")[0] for name in grads if not name.startswith(CLOTHED_STAGE)}
+    assert {"encoder", "camera_head", "body_blocks", "lift", "coarse", "fuse", "keypoint_branch"} <= modules
+    reached = {name.split(".")[0] for name, g in grads.items() if not name.startswith(CLOTHED_STAGE) and not _is_zero(g)}
+    assert reached == modules, f"no clothed gradient into {sorted(modules - reached)}"
+    assert not _is_zero(grads["camera_head.2.weight"]) and not _is_zero(grads["encoder.stages.0.0.weight"])
+
+
 def test_checkpoint_round_trip(hierarchy, tmp_path):
     model = MuNet(SMALL, hierarchy).eval()
     path = tmp_path / "m.safetensors"

@@ -115,7 +115,13 @@ def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float]
                    chamfer_points: int, generator: torch.Generator | None = None,
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted total and each term's value (plus ``pve_m``, the finest level's mean vertex error, which
-    is reported but carries no weight)."""
+    is reported but carries no weight).
+
+    Mutualistic (default): the clothed terms (``CLOTHED_TERMS``) back-propagate into the body stage, the
+    camera and the shared encoder too (the silhouette through the camera, ``inside`` pushes the body
+    out from under the clothes). When ``out.body_detached`` they reach the clothed stage's parameters
+    only (``MuNet.forward(detach_body=True)`` detaches its inputs; the camera and body read here are
+    detached as well)."""
     terms: dict[str, torch.Tensor] = {}
     faces, edges = supervision.faces, supervision.edges
     body, gt_body = out.body_levels[-1], targets.body_levels[-1]
@@ -142,8 +148,10 @@ def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float]
         terms["clothed_chamfer"] = chamfer(clothed[:, pick_a], gt_clothed[:, pick_b])
         terms["clothed_edges"] = edge_loss(clothed, gt_clothed, edges)
         terms["clothed_normals"] = normal_loss(clothed, gt_clothed, faces)
-        terms["silhouette"] = silhouette_loss(clothed[:, pick_a], out.camera, targets.gt_mask)
-        terms["inside"] = inside_loss(body, clothed, faces)
+        # the detached ablation: the clothed terms move the clothed stage only (not the camera, not the body)
+        camera, under = (out.camera.detach(), body.detach()) if out.body_detached else (out.camera, body)
+        terms["silhouette"] = silhouette_loss(clothed[:, pick_a], camera, targets.gt_mask)
+        terms["inside"] = inside_loss(under, clothed, faces)
     unknown = set(weights) - set(TERMS)
     if unknown:
         raise ValueError(f"unknown loss weights {sorted(unknown)}; known: {TERMS}")
@@ -153,5 +161,6 @@ def compute_losses(out: MuNetOutput, targets: Targets, weights: dict[str, float]
     return total, values
 
 
+CLOTHED_TERMS = ("clothed_vertices", "clothed_chamfer", "clothed_edges", "clothed_normals", "silhouette", "inside")
 TERMS = ("body_vertices", "body_coarse", "joints_3d", "joints_2d", "camera", "body_edges", "body_normals", "clothed_vertices",
          "clothed_chamfer", "clothed_edges", "clothed_normals", "silhouette", "inside")

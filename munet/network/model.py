@@ -29,13 +29,16 @@ class MuNetOutput:
     (None when ``forward(..., full_resolution=False)``; the full mesh is a fixed blend of the finest level).
     body_levels: the body at each graph level [(B, N_i, 3)]. clothed_finest: (B, N_last, 3) the clothed
     surface at the finest graph level. camera: (B, 3) weak perspective (s, tx, ty). The clothed fields are
-    None when the clothed stage is off."""
+    None when the clothed stage is off. body_detached: the forward pass cut the clothed stage off the body
+    stage and the shared encoder (``forward(..., detach_body=True)``); the losses then read the body and
+    the camera detached too (``training.losses.compute_losses``)."""
 
     body_vertices: torch.Tensor | None
     clothed_vertices: torch.Tensor | None
     body_levels: list[torch.Tensor]
     clothed_finest: torch.Tensor | None
     camera: torch.Tensor
+    body_detached: bool = False
 
 
 def sample_features(maps: list[torch.Tensor], uv: torch.Tensor) -> torch.Tensor:
@@ -169,9 +172,10 @@ class MuNet(nn.Module):
                 full_resolution: bool = True) -> MuNetOutput:
         """image: (B, 34, S, S) float32 (``munet.network.inputs.make_input``); world: (B, 33, 3) the
         detector's 3D keypoints (``make_world_input``), required when ``config.world_keypoints``.
-        detach_body: cut the clothed stage's gradient into the body stage (the published code's behaviour;
-        an ablation here). full_resolution: also blend the full mesh (training supervises the finest
-        graph level and skips it)."""
+        detach_body: the ablation (the published code's behaviour): no gradient from the clothed stage
+        reaches the body stage or the shared encoder -- the clothed stage reads the body, its hidden
+        state, the camera, the global feature and the pixel features all detached. full_resolution: also
+        blend the full mesh (training supervises the finest graph level and skips it)."""
         maps, global_feature = self.encoder(image)
         if self.keypoint_branch is not None:
             keypoints = read_keypoints(image[:, 1:]).flatten(1)
@@ -202,17 +206,28 @@ class MuNet(nn.Module):
         body_full = self._upsample(finest, xyz) + detail if full_resolution else None
         clothed = clothed_finest = None
         if self.clothed_enabled:
-            hb, body_xyz, cam = (h.detach(), xyz.detach(), camera.detach()) if detach_body else (h, xyz, camera)
-            c = self.clothed_in(torch.cat([hb, global_feature[:, None].expand(-1, hb.shape[1], -1)], -1))
-            cxyz = body_xyz
-            for block in self.clothed_blocks:
-                pixel = sample_features(pixel_maps, project_weak_perspective(cxyz, cam))
-                c, cxyz = block(c, cxyz, pixel, self._adjacency[finest].to(cxyz.device))
-            offsets = cxyz - body_xyz + self.clothed_offset(c)
-            clothed_finest = (xyz.detach() if detach_body else xyz) + offsets
+            clothed_finest, offsets = self._clothed(h, xyz, camera, global_feature, pixel_maps, detach_body)
             if full_resolution:
                 clothed = (body_full.detach() if detach_body else body_full) + self._upsample(finest, offsets)
-        return MuNetOutput(body_full, clothed, body_levels, clothed_finest, camera)
+        return MuNetOutput(body_full, clothed, body_levels, clothed_finest, camera, bool(detach_body and self.clothed_enabled))
+
+    def _clothed(self, h: torch.Tensor, xyz: torch.Tensor, camera: torch.Tensor, global_feature: torch.Tensor,
+                 pixel_maps: list[torch.Tensor], detach_body: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clothed stage on the finest graph level: (clothed vertices (B, N_last, 3), their offsets from
+        the body (B, N_last, 3)), canonical camera frame, metres. h: (B, N_last, H) the body's hidden state;
+        xyz: (B, N_last, 3) the body. With ``detach_body`` every input is detached, so the clothed losses
+        train the clothed stage's own parameters only."""
+        if detach_body:
+            h, xyz, camera, global_feature = h.detach(), xyz.detach(), camera.detach(), global_feature.detach()
+            pixel_maps = [m.detach() for m in pixel_maps]
+        c = self.clothed_in(torch.cat([h, global_feature[:, None].expand(-1, h.shape[1], -1)], -1))
+        cxyz = xyz
+        adjacency = self._adjacency[len(self.body_blocks) - 1].to(xyz.device)
+        for block in self.clothed_blocks:
+            pixel = sample_features(pixel_maps, project_weak_perspective(cxyz, camera))
+            c, cxyz = block(c, cxyz, pixel, adjacency)
+        offsets = cxyz - xyz + self.clothed_offset(c)
+        return xyz + offsets, offsets
 
 
 def parameter_count(model: nn.Module) -> int:
