@@ -149,3 +149,161 @@ def test_metrics():
     assert silhouette_iou(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0
     assert keypoint_error(np.array([[0.0, 0.0], [3.0, 4.0]]), np.zeros((2, 2)), np.array([1.0, 1.0])) == 2.5
     assert np.isnan(keypoint_error(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros(2)))
+
+
+# ---- the batched rasteriser, checked against a brute-force point-in-triangle test ----------------
+
+
+def _brute_force(points_px: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int, width: int):
+    """Per pixel centre: covered (every edge function >= -EDGE_TOLERANCE), the nearest linearly
+    interpolated depth (clamped to the triangle's corner range), and (F, H * W) every face's depth there
+    (+inf where it does not cover the pixel), by testing every triangle."""
+    from munet.geometry.raster import EDGE_TOLERANCE
+
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    p = np.stack([cols.ravel(), rows.ravel()], 1)
+    tri, z = points_px[faces], depth[faces]
+    area = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    edges = []
+    for i, j in ((1, 2), (2, 0), (0, 1)):
+        a, b = tri[:, i], tri[:, j]
+        edges.append(((a[:, 1] - b[:, 1])[:, None] * p[:, 0] + (b[:, 0] - a[:, 0])[:, None] * p[:, 1]
+                      + (a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1])[:, None]) * np.sign(area)[:, None])  # fmt: skip
+    edges = np.stack(edges, -1)  # (F, P, 3)
+    inside = (edges >= -EDGE_TOLERANCE).all(-1) & (np.abs(area) > 1e-12)[:, None]
+    value = np.einsum("fpk,fk->fp", edges, z) / np.abs(area)[:, None]
+    value = np.clip(value, z.min(1)[:, None], z.max(1)[:, None])
+    candidates = np.where(inside, value, np.inf)  # (F, P)
+    return inside.any(0).reshape(height, width), candidates.min(0).reshape(height, width), candidates
+
+
+def test_rasterize_matches_brute_force_and_is_batch_independent():
+    import torch
+
+    from munet.geometry import rasterize
+
+    rng = np.random.default_rng(1)
+    vertices, faces = _sphere()
+    meshes = []
+    for _ in range(3):  # random rotations, squashed to slivers here and there, some corners off-raster
+        rotated = vertices @ np.linalg.qr(rng.normal(size=(3, 3)))[0] * np.array([1.0, 0.4, 1.0])
+        meshes.append(np.concatenate([rotated[:, :2] * 30 + rng.uniform(5, 40, 2), rotated[:, 2:] + 3.0], 1))
+    points = torch.tensor(np.stack(meshes)[..., :2])
+    depth = torch.tensor(np.stack(meshes)[..., 2])
+    faces_t = torch.from_numpy(faces)
+    batched = rasterize(points, faces_t, (48, 40), depth=depth, want_face_id=True)
+    for k, mesh in enumerate(meshes):
+        covered, nearest, per_face = _brute_force(mesh[:, :2], mesh[:, 2], faces, 40, 48)
+        assert np.array_equal(batched.mask[k].numpy(), covered)
+        assert np.allclose(batched.depth[k].numpy()[covered], nearest[covered], atol=1e-5)
+        assert np.isinf(batched.depth[k].numpy()[~covered]).all() and (batched.face_id[k].numpy()[~covered] == -1).all()
+        one = rasterize(points[k : k + 1], faces_t, (48, 40), depth=depth[k : k + 1], want_face_id=True)
+        assert torch.equal(one.mask[0], batched.mask[k]) and torch.equal(one.depth[0], batched.depth[k])
+        # each covered pixel's face holds the nearest depth there
+        pixel = np.flatnonzero(covered)
+        chosen = batched.face_id[k].numpy().ravel()[pixel]
+        assert np.allclose(per_face[chosen, pixel], nearest.ravel()[pixel], atol=1e-5)
+
+
+def test_numpy_wrappers_are_the_batched_rasteriser():
+    import torch
+
+    from munet.geometry import rasterize
+
+    rng = np.random.default_rng(2)
+    vertices, faces = _sphere()
+    vertices = vertices @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    uv, depth = vertices[:, :2] * 25 + 30.3, vertices[:, 2] + 2.5
+    raster = rasterize(torch.tensor(uv)[None], torch.from_numpy(faces), (64, 56))
+    assert np.array_equal(rasterize_silhouette(uv, faces, 56, 64), raster.mask[0].numpy())
+    ids, zbuf = rasterize_zbuffer(uv, depth, faces, 56, 64)
+    assert np.array_equal(ids >= 0, raster.mask[0].numpy())
+    # the z-buffer sees the near hemisphere: depth below the centre's, perspective-correct within 1 mm
+    assert (zbuf[ids >= 0] <= 2.5 + 1e-3).all()
+
+
+def test_large_photo_edges_stay_exact():
+    """Float32 at ~1500 px must not move edges: a pixel-aligned square far from the origin."""
+    square = np.array([[1402.0, 1203.0], [1406.0, 1203.0], [1406.0, 1207.0], [1402.0, 1207.0]])
+    sil = rasterize_silhouette(square, np.array([[0, 1, 2], [0, 2, 3]]), 1300, 1500)
+    assert sil.sum() == 16 and sil[1203:1207, 1402:1406].all()
+    offset = square + np.array([0.5 - 1e-3, 0.0])  # centres at 1402.5 .. now just inside the left edge
+    assert rasterize_silhouette(offset, np.array([[0, 1, 2], [0, 2, 3]]), 1300, 1500).sum() == 16
+
+
+# ---- one home each: rotations, projection, hinge axes, normals ----------------------------------
+
+
+def test_rotations_round_trip():
+    import torch
+
+    from munet.geometry.rotations import (
+        axis_angle_to_matrix,
+        axis_angle_to_matrix_np,
+        euler_xyz_to_matrix,
+        matrix_to_axis_angle,
+        matrix_to_euler_xyz,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    euler = (torch.rand(50, 3, generator=g, dtype=torch.float64) - 0.5) * torch.tensor([6.0, 3.0, 6.0], dtype=torch.float64)
+    rotation = euler_xyz_to_matrix(euler)
+    rx = axis_angle_to_matrix(torch.stack([euler[:, 0], 0 * euler[:, 0], 0 * euler[:, 0]], -1))
+    rz = axis_angle_to_matrix(torch.stack([0 * euler[:, 2], 0 * euler[:, 2], euler[:, 2]], -1))
+    assert torch.allclose(rotation @ rx.transpose(1, 2), rz @ euler_xyz_to_matrix(euler * torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)))
+    assert torch.allclose(matrix_to_euler_xyz(rotation, eps=0.0), euler, atol=1e-9)
+    axis_angle = matrix_to_axis_angle(rotation)
+    assert torch.allclose(axis_angle_to_matrix(axis_angle), rotation, atol=1e-9)
+    assert np.allclose(axis_angle_to_matrix_np(axis_angle.numpy()), rotation.numpy(), atol=1e-9)
+    zero = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    axis_angle_to_matrix(zero).sum().backward()
+    assert torch.isfinite(zero.grad).all()
+
+
+def test_pinhole_projection_torch_and_numpy_agree():
+    import torch
+
+    from munet.geometry.projection import project_pinhole
+
+    K = np.array([[500.0, 0.0, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]])
+    points = np.array([[0.1, -0.2, 2.0], [0.0, 0.0, 4.0], [0.3, 0.1, 0.0]])
+    expected = np.array([[345.0, 192.0], [320.0, 240.0]])
+    assert np.allclose(project_pinhole(points, K)[:2], expected)
+    assert np.isfinite(project_pinhole(points, K)).all()  # depth clamped, not divided by zero
+    batched = project_pinhole(torch.tensor(points)[None].repeat(2, 1, 1), torch.tensor(K)[None].repeat(2, 1, 1))
+    assert batched.shape == (2, 3, 2) and np.allclose(batched[1].numpy(), project_pinhole(points, K))
+
+
+def test_hinge_axes_are_batched_unit_flexion_axes():
+    import torch
+
+    from munet.body.limits import HINGE_JOINT_NAMES, hinge_axes
+    from munet.body.skeleton import SMPL24_INDEX, SMPL24_JOINTS
+
+    assert [SMPL24_JOINTS[i] for i in SMPL24_INDEX.values()] == list(SMPL24_INDEX)
+    joints = torch.randn(2, 3, 24, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    axes = hinge_axes(joints)
+    assert axes.shape == (2, 3, 4, 3) and torch.allclose(axes.norm(dim=-1), torch.ones(2, 3, 4, dtype=torch.float64))
+    assert torch.equal(hinge_axes(joints[1, 2]), axes[1, 2])
+    knee = HINGE_JOINT_NAMES.index("left_knee")
+    assert torch.equal(axes[..., knee, :], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).expand(2, 3, 3))
+    elbow = HINGE_JOINT_NAMES.index("right_elbow")
+    upper = joints[..., SMPL24_INDEX["right_elbow"], :] - joints[..., SMPL24_INDEX["right_shoulder"], :]
+    assert torch.allclose((axes[..., elbow, :] * upper).sum(-1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-12)
+
+
+def test_torch_normals_match_numpy_and_have_gradients():
+    import torch
+
+    from munet.geometry import face_normals_torch, vertex_normals_torch
+
+    vertices, faces = _sphere()
+    v = torch.tensor(vertices)[None].repeat(2, 1, 1)
+    f = torch.from_numpy(faces)
+    assert np.allclose(vertex_normals_torch(v, f)[1].numpy(), vertex_normals(vertices, faces), atol=1e-6)
+    face = face_normals_torch(v, f)[0].numpy()
+    assert np.allclose(np.linalg.norm(face, axis=1), 1.0) and (np.einsum("ij,ij->i", face, vertices[faces].mean(1)) > 0).all()
+    tetrahedron = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.1, 0.0], [0.2, 1.0, 0.1], [0.1, 0.2, 1.0]], dtype=torch.float64)
+    tetrahedron_faces = torch.tensor([[0, 2, 1], [0, 3, 2], [0, 1, 3], [1, 2, 3]])
+    assert torch.autograd.gradcheck(lambda x: vertex_normals_torch(x[None], tetrahedron_faces),
+                                    (tetrahedron.requires_grad_(),))

@@ -1,17 +1,22 @@
-"""A small batched triangle rasteriser in torch (CPU-fast): coverage masks, a depth buffer, face ids.
+"""The one triangle rasteriser: batched torch (CPU-fast), with numpy wrappers for single meshes.
 
-Point-sampled at pixel centres, like every hardware rasteriser: pixel ``(i, j)`` (column, row) is
-covered when its centre ``(i + 0.5, j + 0.5)`` lies inside (or on the edge of) a triangle. Coordinates
-follow ``munet/reconstruction.py``: pixels, x right, y down, (0, 0) the top-left corner of the
-top-left pixel. Triangles are filled whatever their winding (no back-face culling unless asked), so
-overlapping triangles never cancel (unlike ``cv2.fillPoly``'s even-odd rule, DESIGN.md §7).
+Point-sampled at pixel centres, like every hardware rasteriser: pixel ``(row j, column i)`` is covered
+when its centre ``(i + 0.5, j + 0.5)`` lies inside (or on the edge of) a triangle. Coordinates follow
+``munet.reconstruction``: pixels, x right, y down, (0, 0) the top-left corner of the top-left pixel.
+Triangles are filled whatever their winding (no back-face culling unless asked), and each on its own,
+so overlapping triangles never cancel (unlike ``cv2.fillPoly``'s even-odd rule, DESIGN.md §7).
 
 How: scanlines, vectorised over every triangle of every mesh in the batch at once. Each triangle
 yields one (triangle, pixel row) pair per row of pixel centres its box spans; each pair intersects
-the row's centre line with the triangle's three edge half-planes, giving an exact interval of pixel
-centres, which are then enumerated. Cost follows the number of triangles plus covered pixels, not
-the boxes' area (slivers are cheap). Depth is interpolated linearly in screen space (fine for the
-occlusion tests at this triangle size) and resolved with ``scatter_reduce(amin)``.
+the row's centre line with the triangle's edge half-planes, giving an exact run of pixel centres.
+Coverage marks each run's ends and sums along the rows, so a silhouette costs triangles plus rows,
+not pixels; a per-vertex value (``depth``) is enumerated per covered pixel, interpolated linearly in
+screen space, and the smallest kept per pixel with ``scatter_reduce(amin)`` (the z-buffer wrapper
+interpolates -1/z, which makes its depth perspective-correct). Each triangle's constants are float32
+relative to its first pixel centre, so edges stay exact to ~1e-5 px on large photos too.
+
+Speed (2 CPU cores, one torch thread, Anny's 27k triangles; ``rasterize_silhouette`` /
+``rasterize_zbuffer``): ~8 / 12 ms at 250 x 375 px, ~35 / 100 ms at 1000 x 1500 px.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import dataclasses
 import numpy as np
 import torch
 
-
+EDGE_TOLERANCE = 1e-4
+"""A pixel centre counts as inside a triangle when every edge function ``E = A x + B y + C`` (twice the
+triangle's area times the centre's barycentric weight, pixels squared) is at least ``-EDGE_TOLERANCE``:
+edges are included, and the hair-thin cracks a deformed mesh opens between neighbours stay filled."""
 
 
 @dataclasses.dataclass
@@ -37,6 +45,24 @@ class Raster:
     mask: torch.Tensor
     depth: torch.Tensor | None = None
     face_id: torch.Tensor | None = None
+
+
+@dataclasses.dataclass
+class _Spans:
+    """Runs of covered pixel centres, one per (triangle, pixel row) pair that covers any.
+
+    line: (S,) int64 the run's raster row among the batch's B * H rows; column: (S,) int64 its first
+    pixel column; count: (S,) int64 its length (>= 1, never past the row's end); owner: (S,)
+    int64 index into the batch's B * F triangles; shading: (S, 4) float32 the interpolated per-vertex
+    value at the first pixel, its change per pixel to the right, and the triangle's lowest and highest
+    corner value (None without values).
+    """
+
+    line: torch.Tensor
+    column: torch.Tensor
+    count: torch.Tensor
+    owner: torch.Tensor
+    shading: torch.Tensor | None = None
 
 
 def rasterize(
@@ -67,168 +93,183 @@ def rasterize(
         raise ValueError("face ids need per-vertex depth")
     width, height = int(size[0]), int(size[1])
     batch = points_px.shape[0]
-    num_faces = faces.shape[0]
-    pts = points_px.float()
-    xa, ya = pts[:, faces[:, 0], 0], pts[:, faces[:, 0], 1]  # (B, F) each
-    xb, yb = pts[:, faces[:, 1], 0], pts[:, faces[:, 1], 1]
-    xc, yc = pts[:, faces[:, 2], 0], pts[:, faces[:, 2], 1]
-    area = (xb - xa) * (yc - ya) - (xc - xa) * (yb - ya)  # (B, F), >0: clockwise on screen (y down)
+    spans = _spans(points_px, faces.long(), width, height, depth, cull_backfaces)
+    mask = _coverage(spans, batch, height, width)
+    if depth is None:
+        return Raster(mask)
+    nearest, face_id = _nearest(spans, batch, height, width, faces.shape[0], want_face_id)
+    return Raster(mask, nearest, face_id)
 
-    # bounding boxes in pixel indices whose centres may be inside: ceil(min - 0.5) .. floor(max - 0.5)
-    ix0 = torch.ceil(torch.minimum(torch.minimum(xa, xb), xc) - 0.5).clamp_(min=0)
-    ix1 = torch.floor(torch.maximum(torch.maximum(xa, xb), xc) - 0.5).clamp_(max=width - 1)
-    iy0 = torch.ceil(torch.minimum(torch.minimum(ya, yb), yc) - 0.5).clamp_(min=0)
-    iy1 = torch.floor(torch.maximum(torch.maximum(ya, yb), yc) - 0.5).clamp_(max=height - 1)
-    keep = (ix1 >= ix0) & (iy1 >= iy0) & (area.abs() > 1e-12)
+
+def _spans(points_px: torch.Tensor, faces: torch.Tensor, width: int, height: int, values: torch.Tensor | None,
+           cull_backfaces: bool) -> _Spans:
+    """The pixel runs of every triangle of the batch, with ``values`` interpolated when given."""
+    num_faces = faces.shape[0]
+    points = points_px.detach()
+    # corner coordinates as flat (B * F,) arrays, in the input's precision
+    xs, ys = points[..., 0].contiguous(), points[..., 1].contiguous()  # (B, V)
+    x = [xs.index_select(1, faces[:, k]).reshape(-1) for k in range(3)]
+    y = [ys.index_select(1, faces[:, k]).reshape(-1) for k in range(3)]
+    # pixel indices whose centres may be inside: ceil(min - 0.5) .. floor(max - 0.5), clipped to the raster
+    col0 = torch.ceil(torch.minimum(torch.minimum(x[0], x[1]), x[2]) - 0.5).clamp_(min=0)
+    col1 = torch.floor(torch.maximum(torch.maximum(x[0], x[1]), x[2]) - 0.5).clamp_(max=width - 1)
+    row0 = torch.ceil(torch.minimum(torch.minimum(y[0], y[1]), y[2]) - 0.5).clamp_(min=0)
+    row1 = torch.floor(torch.maximum(torch.maximum(y[0], y[1]), y[2]) - 0.5).clamp_(max=height - 1)
+    area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])  # twice the signed area, > 0: clockwise
+    keep = (col1 >= col0) & (row1 >= row0) & (area.abs() > 1e-12) & torch.isfinite(area)  # no NaN or inf corners
     if cull_backfaces:
         keep &= area < 0
-    kept = torch.nonzero(keep.reshape(-1)).squeeze(1)  # (N,) indices into B*F
+    kept = torch.nonzero(keep).squeeze(1)  # (N,) indices into B * F
+    col0, row0 = col0.index_select(0, kept), row0.index_select(0, kept)
+    # corners relative to the box's first pixel centre, where float32 is plenty
+    x = torch.stack([c.index_select(0, kept) for c in x], 1).sub_((col0 + 0.5)[:, None]).float()  # (N, 3)
+    y = torch.stack([c.index_select(0, kept) for c in y], 1).sub_((row0 + 0.5)[:, None]).float()
+    per_corner = None
+    if values is not None:
+        flat = values.detach().reshape(-1)
+        base = torch.div(kept, num_faces, rounding_mode="floor") * values.shape[1]
+        face = kept - torch.div(kept, num_faces, rounding_mode="floor") * num_faces
+        per_corner = torch.stack([flat.index_select(0, base + faces[:, k].index_select(0, face)) for k in range(3)], 1)
+    first = torch.stack([col0, row0], 1).float()
+    extent = torch.stack([col1.index_select(0, kept) - col0, row1.index_select(0, kept) - row0], 1).float()
+    table = _triangle_table(x, y, area.index_select(0, kept).float(), first, extent,
+                            None if per_corner is None else per_corner.float())
+    return _row_runs(table, kept, num_faces, height)
 
-    # gather the kept triangles' corners (and depths) straight from the vertices
-    need_depth = depth is not None
-    image_of = torch.div(kept, num_faces, rounding_mode="floor")
-    face_of = kept - image_of * num_faces
-    flat_points = pts.reshape(-1, 2)
-    base = image_of * points_px.shape[1]
-    corner_index = [base + faces[:, k].index_select(0, face_of) for k in range(3)]
-    (xa, ya), (xb, yb), (xc, yc) = (flat_points.index_select(0, i).unbind(1) for i in corner_index)
-    ix0, ix1, iy0, iy1, area = (t.reshape(-1).index_select(0, kept) for t in (ix0, ix1, iy0, iy1, area))
 
-    # per kept triangle: its pixel rows (first, count), the bounds of its pixel columns, and each edge
-    # as a bound on x along a row: edge e is the half-plane A_e x + B_e y + C_e >= 0 (oriented inside
-    # whatever the winding), i.e. x >= -(B_e y + C_e) / A_e when A_e > 0 (a left bound) and x <= ...
-    # when A_e < 0 (a right bound); edges with A_e = 0 are horizontal and already bound the rows.
-    # Each bound is written as a line in y: x = slope * y + offset (unused: +-inf offsets).
+def _triangle_table(x: torch.Tensor, y: torch.Tensor, area: torch.Tensor, first: torch.Tensor, extent: torch.Tensor,
+                    values: torch.Tensor | None) -> torch.Tensor:
+    """(12 or 17, N) float32 per-triangle constants of the scanline walk, one row per constant.
+
+    x, y: (N, 3) corners in pixels relative to the first pixel centre of each triangle's box, so centres
+    sit at integer offsets (x', y'); area: (N,) twice the signed area; first: (N, 2) the box's first pixel
+    column and row; extent: (N, 2) its last minus first; values: (N, 3) per-corner values or None.
+    Rows: first row, row count, first column, last column offset; two left bounds and two right
+    bounds on x' along a row, each a line x' = slope * y' + offset (an unused bound has an infinite
+    offset); with values, the plane value = P x' + Q y' + S and the corners' lowest and highest value
+    (a pixel admitted by the edge tolerance must not extrapolate a sliver's steep plane).
+    """
     sign = torch.sign(area)
-    edges = (
-        ((yb - yc) * sign, (xc - xb) * sign, (xb * yc - xc * yb) * sign),
-        ((yc - ya) * sign, (xa - xc) * sign, (xc * ya - xa * yc) * sign),
-        ((ya - yb) * sign, (xb - xa) * sign, (xa * yb - xb * ya) * sign),
-    )  # (A, B, C) per edge; edge e is opposite vertex e, so w_e is vertex e's barycentric weight
-    columns = [iy0, iy1 - iy0 + 1, ix0 + 0.5, ix1 + 0.5]
-    inf = torch.tensor(float("inf"))
-    for a_e, b_e, c_e in edges:
+    planes, bounds = [], []
+    for k in range(3):  # edge k is opposite corner k: E = A x + B y + C >= -EDGE_TOLERANCE inside
+        i, j = (k + 1) % 3, (k + 2) % 3
+        a_e = (y[:, i] - y[:, j]) * sign
+        b_e = (x[:, j] - x[:, i]) * sign
+        c_e = (x[:, i] * y[:, j] - x[:, j] * y[:, i]) * sign  # C / |area|: corner k's weight at (0, 0)
+        planes.append((a_e, b_e, c_e))
         safe = torch.where(a_e == 0, torch.ones_like(a_e), a_e)
-        slope, offset = -b_e / safe, -c_e / safe
-        left, right = a_e > 0, a_e < 0
-        columns += [torch.where(left, slope, 0.0), torch.where(left, offset, -inf),
-                    torch.where(right, slope, 0.0), torch.where(right, offset, inf)]  # fmt: skip
-    if need_depth:  # screen-space depth plane z = P x + Q y + S from the barycentric weights
-        flat_depth = depth.float().reshape(-1)
-        zs = [flat_depth.index_select(0, i) for i in corner_index]
-        total_w = area.abs().clamp(min=1e-12)
-        for j in range(3):
-            columns.append(sum(edges[k][j] * zs[k] for k in range(3)) / total_w)
-    table = torch.stack(columns, dim=-1)  # (N, 16 or 19)
+        bounds.append((-b_e / safe, -(c_e + EDGE_TOLERANCE) / safe))  # x' where E = -EDGE_TOLERANCE
+    columns = [first[:, 1], extent[:, 1] + 1, first[:, 0], extent[:, 0]]
+    # A > 0: a left bound x' >= slope y' + offset; A < 0: a right bound (<=); A = 0: horizontal, it only
+    # bounds the rows. A triangle has one or two edges on each side.
+    for side, unused in ((1.0, -torch.inf), (-1.0, torch.inf)):
+        used = [a_e * side > 0 for a_e, _, _ in planes]
+        one = _choose([used[0], used[1]], bounds[:2], bounds[2])  # the first used edge
+        two = _choose([used[2] & (used[0] | used[1]), used[0] & used[1]], [bounds[2], bounds[1]],
+                      (torch.zeros_like(sign), torch.full_like(sign, unused)))  # the second, if any
+        columns += [*one, *two]
+    if values is not None:
+        total = area.abs().clamp(min=1e-12)
+        for m in range(3):  # sum over corners of (edge coefficient m) x value / |area|
+            columns.append(sum(planes[k][m] * values[:, k] for k in range(3)) / total)
+        columns += [values.amin(1), values.amax(1)]
+    return torch.stack(columns)
 
-    # (triangle, pixel row) pairs: rows of small triangles by broadcasting, tall ones expanded
-    rows_per = table[:, 1]
-    pair_parts = []
-    short = torch.nonzero(rows_per <= 3).squeeze(1)
-    if len(short):
-        offs = torch.arange(3, dtype=torch.float32)
-        valid = offs < rows_per.index_select(0, short)[:, None]  # (S, 3)
-        sel = torch.nonzero(valid.reshape(-1)).squeeze(1)
-        pair_parts.append((short.index_select(0, torch.div(sel, 3, rounding_mode="floor")), offs.repeat(len(short)).index_select(0, sel)))
-    tall = torch.nonzero(rows_per > 3).squeeze(1)
+
+def _choose(conditions: list[torch.Tensor], options: list[tuple], fallback: tuple) -> tuple:
+    """Per element, the (slope, offset) of the first option whose condition holds, else ``fallback``."""
+    chosen = fallback
+    for condition, option in zip(reversed(conditions), reversed(options)):
+        chosen = tuple(torch.where(condition, o, c) for o, c in zip(option, chosen))
+    return chosen
+
+
+def _ramps(counts: torch.Tensor) -> torch.Tensor:
+    """0, 1, .., c - 1 for each count c in (N,) int64, concatenated."""
+    total = int(counts.sum())
+    return torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts, output_size=total)
+
+
+_SHORT_ROWS = 3
+"""Triangles spanning at most this many pixel rows (most of them) are walked by broadcasting over a
+fixed set of rows; taller ones get one gathered table row per pixel row."""
+
+
+def _row_runs(table: torch.Tensor, kept: torch.Tensor, num_faces: int, height: int) -> _Spans:
+    """Intersect each triangle's pixel-row centre lines with it (see ``_triangle_table``): the non-empty
+    runs of every (triangle, row) pair."""
+    row_counts = table[1].long()
+    offsets = torch.arange(_SHORT_ROWS)
+    runs = _intersect(table[:, :, None], offsets[None, :].float())  # (N, SHORT_ROWS) each
+    valid = (offsets[None, :] < row_counts[:, None]) & (row_counts[:, None] <= _SHORT_ROWS) & (runs[1] > 0)
+    chosen = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    tri = torch.div(chosen, _SHORT_ROWS, rounding_mode="floor")
+    parts = [(tri, chosen - tri * _SHORT_ROWS, [r.reshape((-1,) + r.shape[2:]).index_select(0, chosen) for r in runs])]
+    tall = torch.nonzero(row_counts > _SHORT_ROWS).squeeze(1)
     if len(tall):
-        counts = rows_per.index_select(0, tall).long()
-        tri = torch.repeat_interleave(tall, counts)
-        local = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        pair_parts.append((tri, local.float()))
-    pair_tri = torch.cat([p[0] for p in pair_parts])
-    rows = table.index_select(0, pair_tri)  # (P, C)
-    py = rows[:, 0] + torch.cat([p[1] for p in pair_parts])
-    cy = py + 0.5
-
-    # the x-interval of the row's pixel centres inside the triangle
-    lo = torch.maximum(rows[:, 2], torch.maximum(torch.maximum(
-        rows[:, 4] * cy + rows[:, 5], rows[:, 8] * cy + rows[:, 9]), rows[:, 12] * cy + rows[:, 13]))
-    hi = torch.minimum(rows[:, 3], torch.minimum(torch.minimum(
-        rows[:, 6] * cy + rows[:, 7], rows[:, 10] * cy + rows[:, 11]), rows[:, 14] * cy + rows[:, 15]))
-    first = torch.ceil(lo - 0.5)
-    count = (torch.floor(hi - 0.5) - first + 1).clamp(min=0).long()
-    live = torch.nonzero(count).squeeze(1)
-    count = count.index_select(0, live)
-    rep = torch.repeat_interleave(live, count)  # (M,) pair of each covered pixel
-    step = (torch.arange(int(count.sum())) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)).float()
-    px = first.index_select(0, rep) + step
-    owner = kept.index_select(0, pair_tri.index_select(0, rep))  # (M,) index into B*F
-    image = torch.div(owner, num_faces, rounding_mode="floor")
-    pixel = image * (height * width) + py.index_select(0, rep).long() * width + px.long()
-    mask = torch.zeros(batch * height * width, dtype=torch.bool)
-    mask[pixel] = True
-    mask = mask.reshape(batch, height, width)
-    depth_buffer = None
-    face_buffer = None
-    if need_depth:
-        plane = rows.index_select(0, rep)[:, 16:19]
-        zs = plane[:, 0] * (px + 0.5) + plane[:, 1] * cy.index_select(0, rep) + plane[:, 2]
-        depth_flat = torch.full((batch * height * width,), float("inf"))
-        depth_flat.scatter_reduce_(0, pixel, zs, reduce="amin")
-        depth_buffer = depth_flat.reshape(batch, height, width)
-        if want_face_id:
-            nearest = zs <= depth_flat.index_select(0, pixel)
-            face_flat = torch.full((batch * height * width,), -1, dtype=torch.long)
-            face_flat[pixel[nearest]] = owner[nearest] % num_faces
-            face_buffer = face_flat.reshape(batch, height, width)
-    return Raster(mask, depth_buffer, face_buffer)
+        counts = row_counts.index_select(0, tall)
+        tri = torch.repeat_interleave(tall, counts, output_size=int(counts.sum()))
+        row = _ramps(counts)
+        runs = _intersect(table.index_select(1, tri), row.float())
+        live = torch.nonzero(runs[1]).squeeze(1)
+        parts.append((tri.index_select(0, live), row.index_select(0, live), [r.index_select(0, live) for r in runs]))
+    tri, row = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    first, count = (torch.cat([p[2][k] for p in parts]) for k in range(2))
+    owner = kept.index_select(0, tri)
+    line = torch.div(owner, num_faces, rounding_mode="floor") * height + table[0].long().index_select(0, tri) + row
+    column = table[2].long().index_select(0, tri) + first
+    shading = torch.cat([p[2][2] for p in parts]) if table.shape[0] > 12 else None
+    return _Spans(line, column, count, owner, shading)
 
 
-# ---- numpy (TEMPORARY: becomes thin wrappers over rasterize) ----
+def _intersect(t: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """The run of pixel centres on row offset ``y`` of triangles ``t`` (``_triangle_table`` columns, each
+    row broadcast against ``y``): its first column offset (int64), length (int64, 0 when empty) and, with values, the
+    shading (value at the first pixel, step per pixel, lowest and highest corner value; float32, (..., 4))."""
+    lo = torch.maximum(t[4] * y + t[5], t[6] * y + t[7]).clamp_(min=0.0)
+    hi = torch.minimum(torch.minimum(t[8] * y + t[9], t[10] * y + t[11]), t[3])
+    first = torch.ceil(lo)
+    count = (torch.floor(hi) - first + 1).clamp_(min=0)
+    out = [first.long(), count.long()]
+    if t.shape[0] > 12:
+        value = t[12] * first + t[13] * y + t[14]
+        out.append(torch.stack(torch.broadcast_tensors(value, t[12], t[15], t[16]), -1))
+    return out
 
 
+def _coverage(spans: _Spans, batch: int, height: int, width: int) -> torch.Tensor:
+    """(B, H, W) bool: +1 where each run starts, -1 just past its end, summed along the rows."""
+    start = spans.line * (width + 1) + spans.column  # into (B * H, W + 1): room for the marks past a row's end
+    marks = torch.zeros(batch * height * (width + 1), dtype=torch.int32)
+    ones = torch.ones(start.shape, dtype=torch.int32)
+    marks.index_add_(0, start, ones)
+    marks.index_add_(0, start + spans.count, -ones)
+    covered = marks.reshape(batch * height, width + 1).cumsum(1, dtype=torch.int32)[:, :width] > 0
+    return covered.reshape(batch, height, width)
 
-_MAX_CANDIDATES = 1 << 21  # candidate pixels tested per chunk (memory ~ 100 MB peak at worst)
+
+def _nearest(spans: _Spans, batch: int, height: int, width: int, num_faces: int, want_face_id: bool,
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The smallest interpolated value per pixel (B, H, W) float32 (+inf where empty) and, if asked,
+    the face holding it (B, H, W) int64 (-1 where empty)."""
+    total = int(spans.count.sum())
+    which = torch.repeat_interleave(torch.arange(len(spans.count)), spans.count, output_size=total)  # (M,) run
+    along = _ramps(spans.count)  # (M,) pixels from the run's start
+    pixel = (spans.line * width + spans.column).index_select(0, which) + along
+    shading = spans.shading.index_select(0, which)  # (M, 4)
+    value = torch.minimum(torch.maximum(shading[:, 0] + shading[:, 1] * along, shading[:, 2]), shading[:, 3])
+    nearest = torch.full((batch * height * width,), torch.inf)
+    nearest.scatter_reduce_(0, pixel, value, reduce="amin")
+    face_id = None
+    if want_face_id:
+        wins = torch.nonzero(value <= nearest.index_select(0, pixel)).squeeze(1)
+        face_id = torch.full((batch * height * width,), -1, dtype=torch.long)
+        face_id[pixel.index_select(0, wins)] = spans.owner.index_select(0, which.index_select(0, wins)) % num_faces
+        face_id = face_id.reshape(batch, height, width)
+    return nearest.reshape(batch, height, width), face_id
 
 
-def _fragments(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int, need_barycentrics: bool):
-    """Yield (face_ids (N,), rows (N,), cols (N,), barycentrics (N, 3) or None) for covered pixels, in chunks."""
-    tri = vertices_px[faces]  # (F, 3, 2) float64
-    lo = np.maximum(np.ceil(tri.min(axis=1) - 0.5), 0)  # first pixel whose centre can be inside
-    hi = np.minimum(np.floor(tri.max(axis=1) - 0.5), [width - 1, height - 1])
-    extent = (hi - lo + 1).astype(np.int64)  # (F, 2) pixels
-    # Edge functions E_k(p) = a_k x + b_k y + c_k, positive inside (sign fixed by the winding), written
-    # relative to the pixel centre of the box corner so the values stay small.
-    x, y = tri[..., 0], tri[..., 1]
-    nxt, prv = [1, 2, 0], [2, 0, 1]
-    a = y[:, nxt] - y[:, prv]  # E_k is the edge opposite corner k
-    b = x[:, prv] - x[:, nxt]
-    area = a[:, 0] * (x[:, 0] - x[:, 1]) + b[:, 0] * (y[:, 0] - y[:, 1])
-    ok = np.isfinite(area) & (np.abs(area) > 1e-12) & (extent > 0).all(1)
-    sign = np.where(area < 0, -1.0, 1.0)[:, None]
-    cx, cy = lo[:, 0:1] + 0.5, lo[:, 1:2] + 0.5
-    e0 = (a * (cx - x[:, nxt]) + b * (cy - y[:, nxt])) * sign  # (F, 3) at the corner pixel centre
-    a, b = a * sign, b * sign
-    inv_area = 1.0 / np.where(ok, np.abs(area), 1.0)
-    log_w = np.ceil(np.log2(np.maximum(extent[:, 0], 1))).astype(np.int64)
-    log_h = np.ceil(np.log2(np.maximum(extent[:, 1], 1))).astype(np.int64)
-    for lw in range(int(log_w[ok].max(initial=0)) + 1):
-        for lh in range(int(log_h[ok].max(initial=0)) + 1):
-            chosen = np.flatnonzero(ok & (log_w == lw) & (log_h == lh))
-            if chosen.size == 0:
-                continue
-            sw, sh = 1 << lw, 1 << lh
-            dx, dy = np.meshgrid(np.arange(sw), np.arange(sh), indexing="xy")
-            dx, dy = dx.ravel().astype(np.float32), dy.ravel().astype(np.float32)
-            per_chunk = max(1, _MAX_CANDIDATES // (sw * sh))
-            for start in range(0, chosen.size, per_chunk):
-                f = chosen[start : start + per_chunk]
-                inside = (dx < extent[f, 0:1]) & (dy < extent[f, 1:2])
-                for k in range(3):
-                    ek = e0[f, k : k + 1].astype(np.float32) + a[f, k : k + 1].astype(np.float32) * dx
-                    ek += b[f, k : k + 1].astype(np.float32) * dy
-                    inside &= ek >= -1e-4
-                t_idx, c_idx = np.nonzero(inside)
-                face = f[t_idx]
-                ddx, ddy = dx[c_idx].astype(np.float64), dy[c_idx].astype(np.float64)
-                rows = lo[face, 1].astype(np.int64) + ddy.astype(np.int64)
-                cols = lo[face, 0].astype(np.int64) + ddx.astype(np.int64)
-                bary = None
-                if need_barycentrics:
-                    bary = (e0[face] + a[face] * ddx[:, None] + b[face] * ddy[:, None]) * inv_area[face, None]
-                    bary = np.clip(bary, 0.0, 1.0)
-                yield face, rows, cols, bary
+# ---- numpy wrappers for one mesh ----------------------------------------------------------------
 
 
 def _check(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,23 +285,21 @@ def _check(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) 
 
 
 def rasterize_silhouette(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The binary silhouette of a triangle mesh.
+    """The binary silhouette of a triangle mesh (``rasterize`` on one mesh).
 
     vertices_px: (V, 2) float, pixel coordinates (x right, y down, corner convention).
     faces: (F, 3) int vertex indices (any winding).
     Returns (height, width) bool, True where a pixel centre lies in some triangle.
     """
     vertices_px, faces = _check(vertices_px, faces, height, width)
-    out = np.zeros((height, width), bool)
-    for _, rows, cols, _ in _fragments(vertices_px, faces, height, width, need_barycentrics=False):
-        out[rows, cols] = True
-    return out
+    spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces), width, height, None, False)
+    return _coverage(spans, 1, height, width)[0].numpy()
 
 
 def rasterize_zbuffer(
     vertices_px: np.ndarray, depth_m: np.ndarray, faces: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-surface rasterisation (a z-buffer), for visibility.
+    """Nearest-surface rasterisation (a z-buffer), for visibility (``rasterize`` on one mesh).
 
     vertices_px: (V, 2) float pixels; depth_m: (V,) float camera depth (> 0 in front of the camera);
     faces: (F, 3) int. Faces with a corner at depth <= 0 are skipped. Depth is interpolated
@@ -272,24 +311,13 @@ def rasterize_zbuffer(
     depth_m = np.asarray(depth_m, dtype=np.float64)
     if depth_m.shape != (vertices_px.shape[0],):
         raise ValueError(f"depth_m must be ({vertices_px.shape[0]},), got {depth_m.shape}")
-    in_front = (depth_m[faces] > 1e-9).all(1)
-    face_index = np.flatnonzero(in_front)
-    inv_depth = 1.0 / np.where(depth_m > 1e-9, depth_m, 1.0)
-    face_ids = np.full(height * width, -1, np.int32)
-    zbuf = np.full(height * width, np.inf)
-    for f, rows, cols, bary in _fragments(vertices_px, faces[face_index], height, width, need_barycentrics=True):
-        if f.size == 0:
-            continue
-        face = face_index[f]
-        z = 1.0 / np.einsum("nk,nk->n", bary, inv_depth[faces[face]])
-        pixel = rows * width + cols
-        # keep the nearest fragment per pixel: sort by pixel + depth scaled into [0, 1), take each first
-        order = np.argsort(pixel + z / (z.max() * 1.0001 + 1e-12), kind="stable")
-        pixel, z, face = pixel[order], z[order], face[order]
-        first = np.ones(pixel.size, bool)
-        first[1:] = pixel[1:] != pixel[:-1]
-        pixel, z, face = pixel[first], z[first], face[first]
-        nearer = z < zbuf[pixel]
-        zbuf[pixel[nearer]] = z[nearer]
-        face_ids[pixel[nearer]] = face[nearer]
-    return face_ids.reshape(height, width), zbuf.reshape(height, width).astype(np.float32)
+    face_index = np.flatnonzero((depth_m[faces] > 1e-9).all(1))
+    minus_inverse = -1.0 / np.where(depth_m > 1e-9, depth_m, 1.0)  # smallest = nearest, linear on screen
+    spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces[face_index]), width, height,
+                   torch.from_numpy(minus_inverse)[None], False)
+    nearest, face_id = _nearest(spans, 1, height, width, len(face_index), want_face_id=True)
+    nearest, face_id = nearest[0].numpy().astype(np.float64), face_id[0].numpy()
+    face_ids = np.where(face_id >= 0, face_index[np.maximum(face_id, 0)] if face_index.size else -1, -1)
+    with np.errstate(divide="ignore"):
+        zbuf = np.where(np.isfinite(nearest), -1.0 / nearest, np.inf)
+    return face_ids.astype(np.int32), zbuf.astype(np.float32)
