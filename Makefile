@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup sysdeps demo test test-fast bench clean
+.PHONY: setup sysdeps demo test test-fast bench wheel install-backend clean
 .DEFAULT_GOAL := demo
 
-$(STAMP): requirements.txt requirements-mediapipe.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-mediapipe.txt constraints.txt pyproject.toml setup.py
 	@test -x $(PY) || command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: '$(PYTHON)' not found. MuNet needs Python 3.11 (Blender's bpy and MediaPipe 0.10.21 exist for 3.11 only): install it (Debian/Ubuntu: 'sudo apt install python3.11 python3.11-venv'; any OS: 'pyenv install 3.11' or 'uv python install 3.11'), or point make at it: 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make: '$(PYTHON)' is Python $$($(PYTHON) -c 'import sys; print(*sys.version_info[:2], sep=".")'), MuNet needs 3.11: install it and run 'make PYTHON=python3.11 ...'" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,18 @@ bench: setup
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks.protocol
 	$(PY) -m benchmarks.load
+
+# The backend's wheel (munet + munet_backend + the shipped checkpoint; no training, no tests) in dist/.
+# setuptools reuses build/lib: a stale copy there would ship modules deleted since.
+wheel: $(STAMP)
+	rm -rf build/lib build/bdist.* dist/munet_blender-*.whl
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	@ls dist/munet_blender-*.whl
+
+# A server's environment: make install-backend VENV_DIR=/opt/munet (README: Run the backend on a server).
+install-backend: wheel
+	@test -n "$(VENV_DIR)" || { echo "make: name the environment: make install-backend VENV_DIR=/path/to/venv" >&2; exit 2; }
+	sh scripts/install_backend.sh $(VENV_DIR) $$(ls dist/munet_blender-*.whl)
 
 clean:
 	rm -rf $(VENV) $(OUT) dist

@@ -23,7 +23,8 @@ from munet.detect.landmarks import (
     mediapipe_world_to_blender,
     unseen_parts,
 )
-from munet.errors import NoPersonFoundError
+from munet.errors import MunetError, NoPersonFoundError
+from munet.paths import INSTALL_HINT
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,12 @@ class PoseDetector:
     """
 
     def __init__(self, visibility_threshold: float = VISIBILITY_THRESHOLD):
-        import mediapipe as mp  # deferred: ~1 s import, only needed when detecting
+        try:
+            import mediapipe as mp  # deferred: ~1 s import, only needed when detecting
+        except ImportError as e:  # installed apart, --no-deps (requirements-mediapipe.txt)
+            raise MunetError(f"MediaPipe (mediapipe==0.10.21, the person detector) is not installed in this "
+                             f"environment ({e}): {INSTALL_HINT}, or run `pip install --no-deps mediapipe==0.10.21` "
+                             "in it") from e
 
         self.visibility_threshold = float(visibility_threshold)
         self._lock = threading.Lock()

@@ -30,15 +30,11 @@ WORLD_WEIGHT_GAIN = 8.0
 validation set disjoint from the test set (``--config training/configs/testset.yaml --seed 3000001
 --count 128``, first 16 samples, the shipped checkpoint): PA-MPJPE 62.9 / 59.2 / 58.1 / 63.6 mm and PVE
 121.7 / 118.3 / 118.6 / 122.4 mm for gains 4 / 8 / 16 / 32; 8 also kept the lunge's 2D error lower than 16."""
-DEFAULT_CHECKPOINT = pathlib.Path(__file__).resolve().parents[2] / "checkpoints" / "munet.safetensors"
 
 
 def default_checkpoint() -> pathlib.Path | None:
-    """The shipped checkpoint (``$MUNET_CHECKPOINT`` overrides), or None when absent."""
-    import os
-
-    path = pathlib.Path(os.environ.get("MUNET_CHECKPOINT", DEFAULT_CHECKPOINT))
-    return path if path.exists() else None
+    """The shipped checkpoint (``$MUNET_CHECKPOINT`` overrides), or None when absent (``paths.shipped_checkpoint``)."""
+    return paths.shipped_checkpoint()
 
 
 @dataclasses.dataclass

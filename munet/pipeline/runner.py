@@ -17,6 +17,7 @@ import torch
 
 from munet import __version__
 from munet.errors import BadOptionsError, CancelledError, CheckpointError
+from munet.paths import MISSING_CHECKPOINT_HINT
 from munet.pipeline import stages
 from munet.pipeline.assemble import StageRecords, assemble
 from munet.pipeline.stages import FIT_ITERATIONS
@@ -233,7 +234,8 @@ def _check_options(options: ReconstructOptions) -> list[str]:
             f"checkpoint {options.checkpoint!r} not found: give the path of a MuNet .safetensors checkpoint (with its "
             ".json beside it), or leave it unset to use the shipped one")
     if options.method == "network" and _network_checkpoint(options.checkpoint) is None:
-        notes.append("method 'network' asked, but no network checkpoint ships here: used the fitting pipeline")
+        notes.append(f"method 'network' asked, but no network checkpoint was found: used the fitting pipeline "
+                     f"({MISSING_CHECKPOINT_HINT})")
     elif options.method == "network" and options.body_model != "anny":
         notes.append("the MuNet checkpoint is trained on Anny's topology: used the fitting pipeline for this body model")
     if options.body_model == "smpl" and options.skeleton != "smpl24":
