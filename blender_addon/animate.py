@@ -158,6 +158,9 @@ def load_bvh(context, path: pathlib.Path) -> mo.Motion:
     fps = bvh_frame_rate(path)
     view_layer = context.view_layer
     active, selected = view_layer.objects.active, [o for o in view_layer.objects if o.select_get()]
+    mode = active.mode if active is not None else "OBJECT"
+    if mode != "OBJECT":  # the importer adds an object: leave Pose or Edit mode meanwhile
+        bpy.ops.object.mode_set(mode="OBJECT")
     before = {"objects": set(bpy.data.objects), "armatures": set(bpy.data.armatures), "actions": set(bpy.data.actions)}
     try:
         bpy.ops.import_anim.bvh(filepath=str(path), rotate_mode="QUATERNION", use_fps_scale=False,
@@ -177,6 +180,8 @@ def load_bvh(context, path: pathlib.Path) -> mo.Motion:
         for obj in view_layer.objects:
             obj.select_set(obj in selected)
         view_layer.objects.active = active
+        if mode != "OBJECT":
+            bpy.ops.object.mode_set(mode=mode)
 
 
 def sample_armature(obj: bpy.types.Object):

@@ -64,6 +64,7 @@ def test_shipped_motion_applies(addon, lunge, name):
     scene = bpy.context.scene
     path = MOTIONS / f"{name}.npz"
     source_frames = len(np.load(path)["poses"])
+    bpy.ops.ed.undo_push(message="opened")  # background mode starts without an undo system
     assert bpy.ops.munet.apply_motion(filepath=str(path)) == {"FINISHED"}  # the Body is selected, not the rig
     action = arm.animation_data.action
     assert action is not None and action.name.startswith(name) and action.name in bpy.data.actions
@@ -97,6 +98,11 @@ def test_shipped_motion_applies(addon, lunge, name):
         hand = dominant(rec.body, "right_wrist")
         assert np.linalg.norm(body[1] - body[0], axis=1)[hand].mean() > 0.3  # the right hand goes up
         assert feet_moved.max() < 0.05 and np.ptp(pelvis[:, :2], axis=0).max() < 0.05
+        bpy.ops.ed.undo_push(message="motion")  # what Blender's UI does after an operator with the UNDO flag
+        arm_name = arm.name
+        bpy.ops.ed.undo()  # one undo step takes the motion off again
+        arm = bpy.data.objects[arm_name]
+        assert (arm.animation_data is None or arm.animation_data.action is None) and not bpy.data.actions
         return
     travel = np.linalg.norm(pelvis[-1, :2] - pelvis[0, :2])
     assert travel > (1.2 if name == "walk" else 2.0) and (feet_moved > 0.5).all()
@@ -189,9 +195,12 @@ def test_known_rotation_moves_the_right_vertices(addon, lunge, tmp_path, source,
     bpy = fresh_scene()
     built = addon.scene.build_character(lunge.result, "lunge", addon.scene.BuildOptions(rest_pose=rest_pose))
     arm, body = built.armature, built.meshes[0]
+    if source == "cmu":  # animators apply motions from Pose mode too
+        bpy.ops.object.mode_set(mode="POSE")
     path = write_npz(tmp_path / "bend.npz") if source == "npz" else write_bvh(tmp_path / f"{source}.bvh", source)
     done = addon.animate.apply_motion(bpy.context, path, arm=arm)
     assert [o.name for o in bpy.data.objects if o.type == "ARMATURE"] == ["Armature"]  # the BVH rig is gone
+    assert arm.mode == ("POSE" if source == "cmu" else "OBJECT") and bpy.context.view_layer.objects.active == arm
     rec = lunge.result
     first, last = done.frame_start, done.frame_end
     bpy.context.scene.frame_set(first)
