@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from munet.body import SMPL24_JOINTS, SMPL24_PARENTS
+from munet.body import SMPL24_PARENTS
+from munet.body.skeleton import SMPL24_INDEX
 from munet.body.limits import sample_plausible_poses
 from munet.body.vertex_fit import fit_to_vertices
 
-J = {name: i for i, name in enumerate(SMPL24_JOINTS)}
+J = SMPL24_INDEX
 
 
 def test_anny_loads_in_blender_frame(anny_body):
@@ -128,7 +129,7 @@ def test_fitting_recovers_shape_and_pose(anny_body):
 
 def test_shape_alone_is_read_from_a_posed_rotated_body(anny_body):
     from munet.body.vertex_fit import fit_shape
-    from munet.body.lbs import axis_angle_to_matrix
+    from munet.geometry.rotations import axis_angle_to_matrix
 
     generator = torch.Generator().manual_seed(3)
     shape = torch.rand(1, 6, generator=generator) * 0.8 + 0.1

@@ -87,7 +87,7 @@ def test_point_subsets_pose_exactly_like_the_full_model(fitter):
     index = torch.arange(0, body.num_vertices, 37)
     sets = [subset.vertices(index), fitter.landmark_points]
     points, joints = subset.rest(shape.double().expand(3, -1), sets)
-    from munet.body.lbs import axis_angle_to_matrix
+    from munet.geometry.rotations import axis_angle_to_matrix
 
     rotations = axis_angle_to_matrix(pose.double())
     translation = torch.tensor([[0.1, 2.0, 0.0]], dtype=torch.float64).expand(3, 3)

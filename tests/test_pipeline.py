@@ -54,7 +54,8 @@ def _joint(reconstruction: Reconstruction, name: str) -> int:
 
 def _posed_joints(reconstruction: Reconstruction) -> np.ndarray:
     """Posed joint positions from the returned skeleton, pose and translation (forward kinematics)."""
-    from munet.body.lbs import axis_angle_to_matrix, forward_kinematics
+    from munet.body.lbs import forward_kinematics
+    from munet.geometry.rotations import axis_angle_to_matrix
 
     skeleton = reconstruction.skeleton
     rotations = axis_angle_to_matrix(torch.from_numpy(reconstruction.pose_axis_angle).double())[None]
@@ -65,7 +66,8 @@ def _posed_joints(reconstruction: Reconstruction) -> np.ndarray:
 
 def _lbs(reconstruction: Reconstruction, rest_vertices: np.ndarray) -> np.ndarray:
     """Pose a rest surface with the returned skeleton, pose, translation and sparse skin weights."""
-    from munet.body.lbs import axis_angle_to_matrix, forward_kinematics, skin_vertices
+    from munet.body.lbs import forward_kinematics, skin_vertices
+    from munet.geometry.rotations import axis_angle_to_matrix
 
     skeleton = reconstruction.skeleton
     rotations = axis_angle_to_matrix(torch.from_numpy(reconstruction.pose_axis_angle).double())[None]

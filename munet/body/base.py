@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from munet.body import lbs
+from munet.geometry.rotations import axis_angle_to_matrix
 from munet.reconstruction import Skeleton, SkinWeights
 
 
@@ -70,7 +71,7 @@ class BodyModel(torch.nn.Module):
         """Pose given rest geometry (lets callers cache the rest shape while it is frozen)."""
         if pose_axis_angle.shape[-2:] != (self.num_joints, 3):
             raise ValueError(f"pose must be (B, {self.num_joints}, 3) axis-angle, got {tuple(pose_axis_angle.shape)}")
-        return self.pose_rotations(rest_vertices_m, rest_joints_m, lbs.axis_angle_to_matrix(pose_axis_angle), translation_m)
+        return self.pose_rotations(rest_vertices_m, rest_joints_m, axis_angle_to_matrix(pose_axis_angle), translation_m)
 
     def pose_rotations(
         self,

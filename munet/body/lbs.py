@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from munet.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # noqa: F401  TEMPORARY re-export
-
 
 def forward_kinematics(
     rotations: torch.Tensor, rest_joints: torch.Tensor, parents: tuple[int, ...]

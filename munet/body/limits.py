@@ -83,9 +83,6 @@ def hinge_axes(rest_joints_m: torch.Tensor) -> torch.Tensor:
     return torch.stack(axes, -2)
 
 
-euler_to_matrix = euler_xyz_to_matrix  # TEMPORARY alias while training/data/poses.py moves to the home
-
-
 def sample_plausible_poses(
     batch: int, rest_joints_m: torch.Tensor, generator: torch.Generator | None = None, spread: float = 0.35,
     root_yaw: bool = True,

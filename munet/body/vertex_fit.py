@@ -19,7 +19,7 @@ import dataclasses
 import torch
 
 from munet.body.base import BodyModel
-from munet.body.lbs import axis_angle_to_matrix, matrix_to_axis_angle
+from munet.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 
 @dataclasses.dataclass

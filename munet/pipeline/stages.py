@@ -265,7 +265,7 @@ def build_rig(body: BodyModel, full_body: BodyModel | None, refined: Refined,
               clothing: ClothingResult | None) -> Rig:
     """Skeleton, pose, skin and vertices: smpl24 (``full_body`` None) or the full skeleton of ``full_body``
     (``munet.fitting.rig``), the clothed surface posed on it by the same skinning."""
-    from munet.body.lbs import matrix_to_axis_angle
+    from munet.geometry.rotations import matrix_to_axis_angle
 
     posed = refined.posed
     if full_body is None:
@@ -281,7 +281,8 @@ def build_rig(body: BodyModel, full_body: BodyModel | None, refined: Refined,
 
 def _full_rig(full: BodyModel, refined: Refined, clothing: ClothingResult | None) -> Rig:
     """The smpl24 fit expressed on the full skeleton; the clothed rest surface posed by its LBS."""
-    from munet.body.lbs import matrix_to_axis_angle, skin_vertices
+    from munet.body.lbs import skin_vertices
+    from munet.geometry.rotations import matrix_to_axis_angle
     from munet.fitting.rig import full_local_rotations
 
     dtype = full.dense_weights.dtype
