@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from munet.reconstruction import Camera, Reconstruction, SkinnedSurface
+from munet.report import PlainReport
 
 
 def posed_body_reconstruction(skeleton: str = "smpl24", seed: int = 3) -> Reconstruction:
@@ -50,5 +51,5 @@ def posed_body_reconstruction(skeleton: str = "smpl24", seed: int = 3) -> Recons
         pose_axis_angle=pose[0].numpy().astype(np.float32),
         root_translation_m=translation[0].numpy().astype(np.float32),
         shape=shape[0].numpy().astype(np.float32), body_model="anny", camera=camera, texture=None,
-        report={"source": "body-demo", "seed": seed},
+        report=PlainReport({"source": "body-demo", "seed": seed}),
     )
