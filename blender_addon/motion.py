@@ -49,7 +49,8 @@ class Motion:
 
 def load_npz(path) -> Motion:
     """An SMPL/AMASS-style ``.npz``: ``poses`` (T, >= 72) axis-angle in SMPL order, ``trans`` (T, 3),
-    optional ``mocap_framerate`` (default 30); SMPL's Y-up frame."""
+    optional ``mocap_framerate`` (default 30); SMPL's Y-up frame, or a Z-up world as AMASS's (detected
+    from the root orientation, ``z_up``)."""
     path = pathlib.Path(path)
     try:
         data = np.load(path, allow_pickle=False)
@@ -64,9 +65,19 @@ def load_npz(path) -> Motion:
     if not (np.isfinite(poses[:, :72]).all() and np.isfinite(trans).all() and fps > 0):
         raise AddonError(f"{path.name} holds NaN or infinite values", code="motion")
     M = SMPL_TO_BLENDER
-    local = kin.axis_angle_to_matrix(poses[:, :72].reshape(-1, 24, 3) @ M.T)  # axis-angle vectors rotate along
+    local = kin.axis_angle_to_matrix(poses[:, :72].reshape(-1, 24, 3) @ M.T)  # SMPL's body axes -> ours
+    if z_up(poses):  # AMASS's Z-up world: the root orientation and trans are in our axes already
+        local[:, 0] = kin.axis_angle_to_matrix(poses[:, :3]) @ M.T
+        M = np.eye(3)
     rotations = kin.globals_from_locals(local, kin.SMPL24_PARENTS)
     return Motion(path.stem, rotations, trans @ M.T, fps)
+
+
+def z_up(poses: np.ndarray) -> bool:
+    """Whether an SMPL motion lives in a Z-up world (AMASS) rather than SMPL's Y-up one: the body's up
+    axis (SMPL's +Y turned by the root orientation) points mostly along +Z."""
+    up = kin.axis_angle_to_matrix(np.asarray(poses)[:, :3])[:, :, 1]
+    return bool(np.median(up[:, 2]) > 0.7)
 
 
 def resample(motion: Motion, fps: float) -> Motion:

@@ -229,6 +229,28 @@ def test_known_rotation_moves_the_right_vertices(addon, lunge, tmp_path, source,
     assert np.linalg.norm(v1 - v0, axis=1)[still].max() < 0.01
 
 
+def test_z_up_amass_file_moves_like_its_y_up_twin(addon, lunge, tmp_path):
+    """AMASS stores motions in a Z-up world (the root orientation and trans turned by SMPL -> Z-up): the
+    loader detects it and the character moves exactly as with the Y-up file."""
+    walk = np.load(MOTIONS / "walk.npz")
+    M = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # SMPL's Y-up -> Z-up
+    poses, trans = walk["poses"].astype(np.float64), walk["trans"].astype(np.float64)
+    root = addon.kinematics.axis_angle_to_matrix(poses[:, :3])
+    q = addon.kinematics.matrix_to_quaternion(M @ root)
+    angle = 2 * np.arctan2(np.linalg.norm(q[:, 1:], axis=1), q[:, 0])
+    amass = poses.copy()
+    amass[:, :3] = q[:, 1:] / np.maximum(np.sin(angle / 2), 1e-12)[:, None] * angle[:, None]
+    np.savez(tmp_path / "walk_zup.npz", poses=amass, trans=trans @ M.T, mocap_framerate=30.0)
+    bpy = fresh_scene()
+    built = addon.scene.build_character(lunge.result, "lunge", addon.scene.BuildOptions())
+    seen = []
+    for path in (MOTIONS / "walk.npz", tmp_path / "walk_zup.npz"):
+        addon.animate.apply_motion(bpy.context, path, arm=built.armature)
+        bpy.context.scene.frame_set(10)
+        seen.append(joints_world(built.armature))
+    assert np.abs(seen[1] - seen[0]).max() < 1e-4
+
+
 def test_unmapped_bvh_names_its_bones(addon, lunge, tmp_path):
     bpy, arm, meshes = open_character(lunge.blend)
     path = write_bvh(tmp_path / "unmapped.bvh", "unmapped")
