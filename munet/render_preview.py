@@ -61,6 +61,7 @@ def render_overlay(rgb: np.ndarray, vertices_m: np.ndarray, faces: np.ndarray, c
     """The mesh rendered through ``camera`` and blended over the photo (H, W, 3) uint8."""
     height, width = rgb.shape[:2]
     uv, depth = camera.project(vertices_m.astype(np.float64))
+    uv = uv * (np.array([width, height], np.float64) / np.asarray(camera.image_size, np.float64))  # a downscaled photo
     face_ids, _ = rasterize_zbuffer(uv, depth, faces, height, width)
     cam_vertices = vertices_m @ camera.R_world_to_cam.T + camera.t_world_to_cam_m
     image, covered = _shade(cam_vertices, faces, face_ids, colours, np.array([0.3, -0.4, -0.87]))

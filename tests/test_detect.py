@@ -426,3 +426,135 @@ def test_world_conversion_is_a_proper_rotation():
     # MediaPipe "down" is Blender -Z; MediaPipe "away from the camera" is Blender +Y.
     np.testing.assert_array_equal(m @ [0, 1, 0], [0, 0, -1])
     np.testing.assert_array_equal(m @ [0, 0, 1], [0, 1, 0])
+
+
+# ------------------------------------------------------------------------- big photos: bounded decoding
+
+# VmHWM (this process image's peak RSS), not getrusage's ru_maxrss: that one survives exec, so a child of
+# a big pytest process would start with the parent's peak.
+_DECODE_RSS_CHILD = """
+import pathlib, sys, time
+from munet.detect.image_io import load_image
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+data = pathlib.Path(sys.argv[1]).read_bytes()
+before = status("VmRSS")
+started = time.perf_counter()
+image = load_image(data)
+seconds = time.perf_counter() - started
+print(status("VmHWM") - before, seconds, *image.size, *image.original_size)
+"""
+
+
+def _decode_in_child(path) -> tuple[float, float, tuple[int, int], tuple[int, int]]:
+    """Decode ``path`` in a fresh interpreter: (peak RSS increase in MiB, seconds, size, original size)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _DECODE_RSS_CHILD, str(path)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    return int(out[0]) / 2**20, float(out[1]), (int(out[2]), int(out[3])), (int(out[4]), int(out[5]))
+
+
+def _photo_like(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """The lunge photo stretched onto a ``size`` canvas (photo-like content, cheap to make)."""
+    photo = Image.open(real_photo("lunge.jpg")).convert(mode)
+    return photo.resize(size, Image.Resampling.NEAREST)
+
+
+def test_48_megapixel_jpeg_decodes_in_bounded_memory(tmp_path):
+    """Phone photos go up to 48 MP: decoded by the JPEG decoder at 1/2 scale, then shrunk to 2048 px."""
+    path = tmp_path / "48mp.jpg"
+    _photo_like((6000, 8000)).save(path, quality=85)
+    peak_mib, seconds, size, original = _decode_in_child(path)
+    assert original == (6000, 8000) and size == (1536, 2048)
+    assert peak_mib <= 400, f"decoding a 48 MP JPEG raised peak RSS by {peak_mib:.0f} MiB"
+
+
+def test_6300_square_rgba_png_decodes_in_bounded_memory(tmp_path):
+    """A PNG cannot be decoded at a lower scale: its full-size buffer (159 MB here) is the one big allocation;
+    conversion and reduction run in strips."""
+    path = tmp_path / "6300.png"
+    canvas = Image.new("RGBA", (6300, 6300), (30, 60, 90, 200))
+    canvas.paste(_photo_like((2000, 3000), "RGBA"), (2000, 1500))
+    canvas.save(path, compress_level=1)
+    del canvas
+    peak_mib, seconds, size, original = _decode_in_child(path)
+    assert original == (6300, 6300) and size == (2048, 2048)
+    assert peak_mib <= 400, f"decoding a 6300x6300 RGBA PNG raised peak RSS by {peak_mib:.0f} MiB"
+
+
+def test_working_resolution_keeps_the_photo_size_and_orientation():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, exif=exif.tobytes())
+    image = load_image(buffer.getvalue())
+    assert image.size == (1365, 2048) and image.rgb.shape == (2048, 1365, 3) and image.rgb.flags["C_CONTIGUOUS"]
+    assert image.original_size == (2000, 3000) and image.orientation == 6
+    assert image.scale == pytest.approx((1365 / 2000, 2048 / 3000))
+    full = load_image(buffer.getvalue(), max_side=None)
+    assert full.size == full.original_size == (2000, 3000) and full.scale == (1.0, 1.0)
+    # The downscaled image is the full one, shrunk (JPEG draft decoding differs by a few levels at most).
+    shrunk = np.asarray(Image.fromarray(full.rgb).resize((1365, 2048), Image.Resampling.BILINEAR), np.int16)
+    assert np.abs(shrunk - image.rgb).mean() < 6.0
+    # Other formats and arrays take the strip path; small photos are untouched.
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    from_png = load_image(_png_bytes(Image.fromarray(rgba, "RGBA")))
+    from_array = load_image(pixels)
+    assert from_png.size == from_array.size == (2048, 1365) and from_array.original_size == (3000, 2000)
+    assert np.abs(from_png.rgb.astype(np.int16) - from_array.rgb).max() <= 2
+    small = load_image(pixels[:100, :150])
+    assert small.size == small.original_size == (150, 100)
+    np.testing.assert_array_equal(small.rgb, pixels[:100, :150])
+
+
+def test_what_cannot_be_decoded_within_the_bound_is_refused(monkeypatch):
+    from munet.detect import image_io
+
+    png = _png_bytes(Image.new("RGBA", (1000, 1000)))
+    monkeypatch.setattr(image_io, "DECODE_BUDGET_BYTES", 3_000_000)
+    with pytest.raises(ImageTooLargeError, match="MiB to decode") as info:
+        load_image(png)
+    assert info.value.code == "image_too_large"
+    assert load_image(_png_bytes(Image.new("L", (1000, 1000)))).size == (1000, 1000)  # 1 byte per pixel fits
+    monkeypatch.undo()
+    # A 48 MP JPEG decodes at 1/2 scale (12 MP): within the 40 MP limit; the same as a PNG is refused.
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8000, 6000)).save(jpeg, format="JPEG")
+    assert load_image(jpeg.getvalue()).original_size == (8000, 6000)
+    with pytest.raises(ImageTooLargeError, match="pixels"):
+        load_image(jpeg.getvalue(), max_side=None)
+
+
+@pytest.mark.slow
+def test_24_megapixel_photo_costs_at_most_1_3x_a_1_megapixel_one(tmp_path):
+    """The pipeline sees at most 2048 px on the long side, so a 24 MP phone photo costs about what a small one
+    does; its camera comes back in the photo's own pixels."""
+    import statistics
+
+    from munet.pipeline import default_pipeline
+
+    photo = Image.open(real_photo("lunge.jpg")).convert("RGB")
+    photos = {}
+    for name, size in (("1mp", (816, 1224)), ("24mp", (4016, 6016))):
+        buffer = io.BytesIO()
+        photo.resize(size, Image.Resampling.BILINEAR).save(buffer, format="JPEG", quality=90)
+        photos[name] = buffer.getvalue()
+    pipeline = default_pipeline()
+    pipeline.reconstruct(photos["1mp"])  # warm: lazily loaded parts
+    seconds: dict[str, list[float]] = {"1mp": [], "24mp": []}
+    for _ in range(3):
+        for name, data in photos.items():
+            started = time.perf_counter()
+            reconstruction = pipeline.reconstruct(data)
+            seconds[name].append(time.perf_counter() - started)
+    ratio = statistics.median(seconds["24mp"]) / statistics.median(seconds["1mp"])
+    assert ratio <= 1.3, f"24 MP / 1 MP pipeline time {ratio:.2f} ({seconds})"
+    camera = reconstruction.camera
+    assert camera.image_size == (4016, 6016) and reconstruction.report.image.width == 4016
+    assert camera.principal_point_px == pytest.approx((2008, 3008), rel=0.02)

@@ -6,9 +6,10 @@ import dataclasses
 
 import numpy as np
 
+from munet.detect import LoadedImage
 from munet.fitting.clothing import ClothingResult
 from munet.pipeline.stages import Detected, Fitted, Initialised, Refined, Rig, Textured
-from munet.reconstruction import Reconstruction, ReconstructOptions, SkinnedSurface
+from munet.reconstruction import Camera, Reconstruction, ReconstructOptions, SkinnedSurface
 from munet.report import (AlignmentReport, CameraReport, ClothedMeshReport, DepthReport, DetectorReport, ImageReport,
                           MeshReport, NetworkReport, ReconstructionReport, SkeletonReport, TextureReport, Timings)
 
@@ -51,7 +52,7 @@ def assemble(records: StageRecords) -> Reconstruction:
         root_translation_m=refined.state.translation_m[0].numpy().astype(np.float32),
         shape=refined.state.shape[0].numpy().astype(np.float32),
         body_model=records.options.body_model,
-        camera=refined.camera,
+        camera=_photo_camera(refined.camera, records.detected.image),
         texture=records.textured.texture,
         report=build_report(records),
     )
@@ -68,10 +69,14 @@ def build_report(records: StageRecords) -> ReconstructionReport:
         notes += ("not seen in the photo: " + ", ".join(detection.unseen_parts)
                   + " (held by the pose prior: a relaxed standing pose on the floor)",)
     texture = records.textured.texture
+    if loaded.size != loaded.original_size:
+        notes += (f"the {loaded.original_width}x{loaded.original_height} photo was decoded at {loaded.width}x"
+                  f"{loaded.height}: the detector's and alignment's pixels are at that size, the camera's at the "
+                  "photo's",)
     return ReconstructionReport(
         method="network" if records.initialised.network is not None else "fitting",
         notes=notes,
-        image=ImageReport(loaded.width, loaded.height, loaded.format, loaded.orientation),
+        image=ImageReport(loaded.original_width, loaded.original_height, loaded.format, loaded.orientation),
         detector=DetectorReport.from_json(detection.report()),
         facing="away from the camera" if targets.facing_away else "towards the camera",
         feet_on_floor=dict(targets.contact),
@@ -89,6 +94,16 @@ def build_report(records: StageRecords) -> ReconstructionReport:
         texture=None if texture is None else TextureReport(texture.width, texture.height, texture.mime_type),
         network=_network(records.initialised, targets.shape_prior, records.shape_labels),
     )
+
+
+def _photo_camera(camera: Camera, loaded: LoadedImage) -> Camera:
+    """``camera`` (pixels of the decoded working image) in pixels of the photo itself."""
+    if loaded.size == loaded.original_size:
+        return camera
+    sx, sy = loaded.scale
+    (fx, fy), (cx, cy) = camera.focal_px, camera.principal_point_px
+    return dataclasses.replace(camera, focal_px=(fx / sx, fy / sy), principal_point_px=(cx / sx, cy / sy),
+                               image_size=loaded.original_size)
 
 
 def _labelled(labels: tuple[str, ...], values) -> dict[str, float]:
