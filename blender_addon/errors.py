@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: The one command that makes a backend's Python environment (README: Run the backend on a server).
+INSTALL_COMMAND = "`scripts/install_backend.sh VENV_DIR` in the MuNet repository"
+
 #: What to do about each error code (shown after the backend's own message).
 HINTS = {
     "unreachable": "start the backend (`munet serve --bind {endpoint}`, or Preferences > Start local backend) "
@@ -17,6 +20,7 @@ HINTS = {
     "timeout": "raise the timeout in the add-on's preferences",
     "shutting_down": "the backend is stopping: start it again",
     "internal": "the backend log says more",
+    "no_python": f"point the preference at an environment made by {INSTALL_COMMAND}",
 }
 
 

@@ -114,14 +114,27 @@ class MUNET_OT_start_local_backend(bpy.types.Operator):
 
     def execute(self, context):
         p = prefs(context)
+        log_dir = bpy.utils.user_resource("DATAFILES", path="munet", create=True) or bpy.app.tempdir
         try:
-            local_backend.LOCAL.start(p.python_env if p else "", p.default_endpoint if p else client.DEFAULT_ENDPOINT)
+            local_backend.LOCAL.start(p.python_env if p else "", p.default_endpoint if p else client.DEFAULT_ENDPOINT,
+                                      log_dir)
         except AddonError as e:
             self.report({"ERROR"}, f"MuNet: {e}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"MuNet: local backend {local_backend.LOCAL.status()}; it is ready once "
-                              "Test connection answers")
+        self.report({"INFO"}, f"MuNet: local backend {local_backend.LOCAL.status()}; the preferences say when it is "
+                              f"ready (log: {local_backend.LOCAL.log_path})")
+        if not bpy.app.timers.is_registered(_watch_local_backend):
+            bpy.app.timers.register(_watch_local_backend, first_interval=0.5)
         return {"FINISHED"}
+
+
+def _watch_local_backend():
+    """Timer: redraw the preferences while the local backend starts (until it is ready or exited)."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
+    return 0.5 if local_backend.LOCAL.running and not local_backend.LOCAL.ready else None
 
 
 class MUNET_OT_stop_local_backend(bpy.types.Operator):

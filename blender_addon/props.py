@@ -71,7 +71,10 @@ class MunetPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.operator("munet.start_local_backend", icon="PLAY")
         row.operator("munet.stop_local_backend", icon="PAUSE")
-        layout.label(text=f"Local backend: {local_backend.LOCAL.status()}")
+        status, *log_tail = local_backend.LOCAL.status_lines()  # the log's last lines once it failed
+        layout.label(text=f"Local backend: {status}")
+        for line in log_tail:
+            layout.label(text=line)
 
 
 CLASSES = (MunetSettings, MunetState, MunetPreferences)
