@@ -22,6 +22,7 @@ from munet.geometry.mesh import vertex_normals
 from munet.geometry.raster import rasterize
 from munet.geometry.rotations import axis_angle_to_matrix_np
 from munet.reconstruction import Reconstruction, SkinnedSurface
+from munet.texture.bake import sample_points
 
 VIEWS = ("front", "side", "back", "rest")
 BACKGROUND = (236, 236, 232)
@@ -104,8 +105,7 @@ def _render(surface: SkinnedSurface, vertices: np.ndarray, px: np.ndarray, depth
     if texture is not None:
         uv = np.einsum("nk,nkc->nc", bary, surface.uv_per_corner[face].astype(np.float64))
         height, width = texture.shape[:2]
-        where = np.stack([uv[:, 0] * width - 0.5, (1.0 - uv[:, 1]) * height - 0.5], 1).astype(np.float32)
-        albedo = cv2.remap(texture, where[None], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+        albedo = sample_points(texture, np.stack([uv[:, 0] * width, (1.0 - uv[:, 1]) * height], 1))
     else:
         albedo = np.broadcast_to(np.asarray(UNTEXTURED, np.float32), (len(pixel), 3))
     normals = np.einsum("nk,nkc->nc", bary, vertex_normals(vertices, faces)[faces[face]].astype(np.float64))

@@ -123,8 +123,8 @@ def _texel_layers(texels: TexelMap, views: "VertexViews", photo: np.ndarray) -> 
     per_vertex = np.concatenate([views.xy, views.weight[:, None]], 1)  # (V, 3)
     seen = np.einsum("tk,tkc->tc", texels.bary, per_vertex[texels.vertex])
     mirror = np.einsum("tk,tkc->tc", texels.mirror_bary, per_vertex[texels.mirror_vertex])
-    seen_rgba = _remap_points(photo, seen[:, :2])
-    mirror_rgba = _remap_points(photo, mirror[:, :2])
+    seen_rgba = sample_points(photo, seen[:, :2])
+    mirror_rgba = sample_points(photo, mirror[:, :2])
     mirror_ok = np.isin(texels.region, (BODY, HAND, FOOT))
     return TexelLayers(
         seen_xy=seen[:, :2], seen_rgb=seen_rgba[:, :3], seen_w=seen[:, 2] * seen_rgba[:, 3] / 255.0,
@@ -210,8 +210,9 @@ def _photo_with_mask(photo_rgb: np.ndarray, person_mask: np.ndarray | None, view
     return np.dstack([np.asarray(photo_rgb, np.uint8), mask])
 
 
-def _remap_points(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear samples (N, C) float32 of an (H, W, C) image at (N, 2) pixel positions (corner convention)."""
+def sample_points(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear samples (N, C) float32 of an (H, W, C) uint8 image at (N, 2) pixel positions (corner
+    convention: (0, 0) is the top-left corner of the top-left pixel); 0 outside the image."""
     n = len(xy)
     cols = 1024
     rows = max(1, -(-n // cols))
