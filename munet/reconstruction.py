@@ -170,7 +170,8 @@ class ReconstructOptions:
         (the optimisation-only pipeline). Where no checkpoint ships, "network" falls back to fitting with a
         note in the report.
     refine_iterations: test-time refinement iterations (0 switches refinement off).
-    texture: project the photo onto the surface.
+    texture: texture the surface from the photo (a baked UV atlas for Anny, the projected photo for SMPL).
+    texture_size: the atlas side in pixels, 1024 to 4096 (default 2048).
     device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
@@ -181,6 +182,7 @@ class ReconstructOptions:
     method: str = "network"
     refine_iterations: int = 40
     texture: bool = True
+    texture_size: int = 2048
     device: str = "auto"
     checkpoint: str | None = None
 
@@ -191,6 +193,7 @@ class ReconstructOptions:
         "device": ("auto", "cpu", "cuda"),
     }
     MAX_REFINE_ITERATIONS = 1000
+    TEXTURE_SIZES = (1024, 4096)
 
     def validate(self) -> "ReconstructOptions":
         """Raise ``BadOptionsError`` naming the bad field and its allowed values."""
@@ -206,4 +209,8 @@ class ReconstructOptions:
         iterations = self.refine_iterations
         if isinstance(iterations, bool) or not isinstance(iterations, int) or not 0 <= iterations <= self.MAX_REFINE_ITERATIONS:
             raise BadOptionsError(f"option refine_iterations must be an integer in [0, {self.MAX_REFINE_ITERATIONS}]")
+        size = self.texture_size
+        if isinstance(size, bool) or not isinstance(size, int) or not self.TEXTURE_SIZES[0] <= size <= self.TEXTURE_SIZES[1]:
+            raise BadOptionsError(f"option texture_size must be an integer in [{self.TEXTURE_SIZES[0]}, "
+                                  f"{self.TEXTURE_SIZES[1]}] (pixels)")
         return self

@@ -1,5 +1,5 @@
 """munet.pipeline end to end on real photos with real MediaPipe and real Anny: alignment, depth, rig
-consistency, partial bodies, texture, options, cancellation. One pipeline and one reconstruction per photo
+consistency, partial bodies, options, cancellation. One pipeline and one reconstruction per photo
 are shared by the whole module (the suite runs on 2 cores)."""
 
 from __future__ import annotations
@@ -160,22 +160,6 @@ def test_report_has_the_issue_fields_and_is_json(lunge):
     assert report["unseen_parts"] == []
 
 
-def test_texture_maps_visible_faces_to_thereal_photo(lunge):
-    import io
-
-    from PIL import Image
-
-    texture = lunge.texture
-    image = Image.open(io.BytesIO(texture.image_bytes))
-    assert image.size == (texture.width, texture.height) and texture.mime_type == "image/jpeg"
-    uv = lunge.clothed.uv_per_corner
-    assert uv.shape == (len(lunge.clothed.faces), 3, 2)
-    assert uv.min() >= 0 and uv.max() <= 1
-    fill = np.all(np.isclose(uv, uv.reshape(-1, 2)[np.argmin(uv.reshape(-1, 2)[:, 1])]), axis=(1, 2))
-    assert 0.2 < fill.mean() < 0.8  # about half the faces are unseen (the back, the far side)
-    np.testing.assert_array_equal(lunge.body.uv_per_corner, uv)
-
-
 @pytest.mark.parametrize("name", ["astronaut.png", "grace_hopper.jpg"])
 def test_partial_body_gives_a_whole_standing_body_and_a_truthful_report(partial, name):
     reconstruction = partial[name]
@@ -258,28 +242,6 @@ def test_smpl_body_model_from_user_files(pipeline, tmp_path):
     with pytest.raises(BadOptionsError, match="smpl24"):
         pipeline.reconstruct(real_photo("grace_hopper.jpg"), ReconstructOptions(body_model="smpl", smpl_dir=str(tmp_path),
                                                                              skeleton="full"))
-
-
-def test_texture_shows_the_photo_where_the_surface_is_seen(lunge):
-    """Sampling the texture at a visible face's UV gives the photo's colour where that face projects."""
-    import io
-
-    from PIL import Image
-
-    from munet.detect import load_image
-    from munet.texture import visible_faces
-
-    texture = np.asarray(Image.open(io.BytesIO(lunge.texture.image_bytes)).convert("RGB"), np.float64)
-    photo = load_image(real_photo("lunge.jpg")).rgb.astype(np.float64)
-    surface = lunge.clothed
-    visible = np.flatnonzero(visible_faces(surface.posed_vertices_m, surface.faces, lunge.camera))
-    chosen = visible[:: max(1, visible.size // 400)]
-    uv_centre = surface.uv_per_corner[chosen].mean(1)
-    tex_px = np.stack([uv_centre[:, 0] * lunge.texture.width, (1 - uv_centre[:, 1]) * lunge.texture.height], 1)
-    photo_px, _ = lunge.camera.project(surface.posed_vertices_m[surface.faces[chosen]].mean(1).astype(np.float64))
-    from_texture = texture[tex_px[:, 1].astype(int).clip(0, texture.shape[0] - 1), tex_px[:, 0].astype(int).clip(0, texture.shape[1] - 1)]
-    from_photo = photo[photo_px[:, 1].astype(int).clip(0, photo.shape[0] - 1), photo_px[:, 0].astype(int).clip(0, photo.shape[1] - 1)]
-    assert np.median(np.abs(from_texture - from_photo)) < 20  # JPEG and resampling, not a wrong mapping
 
 
 def test_mirrored_lunge_mirrors_the_depth(pipeline):

@@ -214,7 +214,7 @@ class Pipeline:
         textured = stages.Textured()
         if options.texture:
             clock.begin("texture")
-            textured = stages.project_photo(detected, refined, clothing)
+            textured = stages.project_photo(detected, refined, clothing, body, options.texture_size)
         clock.begin("metrics")
         alignment = stages.measure_alignment(fitter, detected, refined, clothing)
         depth = stages.measure_depth(detected, initialised, fitted, refined)

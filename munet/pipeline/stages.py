@@ -11,7 +11,7 @@ fit             ``fit(detected, initialised, fitter, explain_depth)``      ``Fit
 refine          ``refine(detected, initialised, fitted, fitter, body, n)`` ``Refined``
 clothing        ``fit_clothes(body, detected, initialised, refined, op)``  ``ClothingResult``
 rig             ``build_rig(body, full_body, refined, clothing)``          ``Rig``
-texture         ``project_photo(detected, refined, clothing)``             ``Textured``
+texture         ``project_photo(detected, refined, clothing, body, size)`` ``Textured``
 metrics         ``measure_alignment(...)``, ``measure_depth(...)``         ``AlignmentReport``, ``DepthReport``
 ==============  =========================================================  ==============================
 
@@ -318,11 +318,20 @@ class Textured:
     uv_per_corner: np.ndarray | None = None
 
 
-def project_photo(detected: Detected, refined: Refined, clothing: ClothingResult | None) -> Textured:
-    """Project the photo onto the visible front of the clothed surface (the body without clothing)."""
-    from munet.texture import project_texture
+def project_photo(detected: Detected, refined: Refined, clothing: ClothingResult | None,
+                  body: BodyModel | None = None, size: int | None = None) -> Textured:
+    """The photo onto the clothed surface (the body without clothing): a texture atlas baked in the body
+    model's own UV layout (``munet.texture.bake_texture``; Anny), or, for a model without UVs (SMPL here) or
+    no ``body`` given, the photo projected onto the visible front (``munet.texture.project_texture``).
+    size: the atlas side in pixels (default ``munet.texture.DEFAULT_SIZE``)."""
+    from munet.texture import DEFAULT_SIZE, bake_texture, project_texture, uv_atlas
 
     surface = clothing.posed_vertices_m if clothing is not None else refined.posed_vertices_m
+    atlas = uv_atlas(body) if body is not None else None
+    if atlas is not None:
+        baked = bake_texture(detected.image.rgb, atlas, surface, refined.camera, detected.targets.mask,
+                             size or DEFAULT_SIZE)
+        return Textured(baked.texture, baked.uv_per_corner)
     projected = project_texture(detected.image.rgb, surface, refined.faces, refined.camera,
                                 detected.detection.person_box_px, detected.targets.mask)
     return Textured(projected.texture, projected.uv_per_corner)
