@@ -22,6 +22,7 @@ import io
 import cv2
 import numpy as np
 
+from munet.geometry.mesh import face_normals
 from munet.geometry.raster import rasterize_zbuffer
 from munet.reconstruction import Camera, Reconstruction
 
@@ -46,9 +47,7 @@ def _shade(vertices_view: np.ndarray, faces: np.ndarray, face_ids: np.ndarray, c
            light_dir: np.ndarray) -> np.ndarray:
     """Flat shading of the visible faces: (H, W, 3) float RGB and (H, W) bool coverage."""
     covered = face_ids >= 0
-    tri = vertices_view[faces]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    normals = face_normals(vertices_view, faces)
     lambert = np.abs(normals @ light_dir)  # two-sided
     face_colour = colours[faces].mean(1) * (0.35 + 0.65 * lambert)[:, None]
     image = np.zeros(face_ids.shape + (3,), np.float64)

@@ -12,6 +12,7 @@ Nothing here imports the body models, the network, the backend or the training c
 
 from munet.geometry.mesh import (
     adjacency,
+    face_normals,
     face_normals_torch,
     mask_outline,
     mean_neighbour_operator,
@@ -27,6 +28,7 @@ from munet.geometry.raster import Raster, rasterize, rasterize_silhouette, raste
 __all__ = [
     "Raster",
     "adjacency",
+    "face_normals",
     "face_normals_torch",
     "keypoint_error",
     "mask_outline",

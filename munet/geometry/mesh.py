@@ -22,6 +22,14 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return vertex_normals_torch(vertices_t, faces_t)[0].numpy().astype(np.float32)
 
 
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit face normals (F, 3) float64 of a mesh (vertices (V, 3), faces (F, 3)); outwards for faces
+    counter-clockwise seen from outside, zero for degenerate faces."""
+    tri = np.asarray(vertices, np.float64)[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
 def face_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Batched, differentiable unit face normals: vertices (B, V, 3), faces (F, 3) int64 -> (B, F, 3)
     (counter-clockwise seen from outside = outwards; degenerate faces give zero)."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from munet.body.skeleton import SMPL24_INDEX as J
+from munet.geometry.mesh import face_normals
 from munet.geometry.metrics import keypoint_error  # noqa: F401  the 2D protocol's measures, from their home
 from munet.geometry.metrics import silhouette_iou as iou  # noqa: F401
 from munet.geometry.projection import project_pinhole as project  # noqa: F401
@@ -150,10 +151,7 @@ def point_to_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, c
     distance = np.linalg.norm(closest - points[:, None], axis=-1)  # (N, k)
     best = distance.argmin(1)
     rows = np.arange(len(points))
-    face = index[rows, best]
-    n = np.cross(tri[face, 1] - tri[face, 0], tri[face, 2] - tri[face, 0])
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    return distance[rows, best], n
+    return distance[rows, best], face_normals(vertices, faces[index[rows, best]])
 
 
 def surface_metrics(pred_vertices: np.ndarray, true_vertices: np.ndarray, faces: np.ndarray, count: int = 5000,
