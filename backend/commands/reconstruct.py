@@ -1,7 +1,8 @@
 """`munet reconstruct PHOTO -o OUT.glb`: one photo (or a folder of photos) to a rigged, textured character.
 
 Writes a skinned GLB (one armature, ``Body`` and ``Clothed``), and on request the report JSON, OBJ, NPZ
-and a preview PNG (the result over the photo, with side and top views). With a folder as PHOTO, every
+a preview PNG (the result over the photo, with side and top views) and a turntable PNG (front, side, back and
+rest views of the textured character). With a folder as PHOTO, every
 image in it is reconstructed into the ``-o`` folder with a progress bar; a photo that fails is reported
 and the rest go on (the exit code is then that of the first failure).
 """
@@ -17,6 +18,7 @@ import sys
 import time
 
 HELP = "reconstruct a rigged body and clothed surface from a photo (or a folder of photos)"
+TURNTABLE_PANEL_PX = 512
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npz", metavar="OUT.npz", help="also write every array as a NumPy .npz")
     parser.add_argument("--preview", metavar="OUT.png", help="also render the result over the photo, with side and "
                                                               "top views, to a PNG")
+    parser.add_argument("--turntable", metavar="OUT.png", help="also render front, side, back and rest-pose views of "
+                                                                 "the textured character to a PNG")
+    parser.add_argument("--texture-size", type=int, default=2048, metavar="N",
+                        help="side of the baked texture atlas in pixels, 1024-4096 (default 2048)")
     parser.add_argument("--body-model", choices=("anny", "smpl"), default="anny",
                         help="body model (smpl needs your licensed SMPL files, see --smpl-dir)")
     parser.add_argument("--smpl-dir", metavar="DIR", help="folder holding smpl/SMPL_NEUTRAL.pkl (or $MUNET_SMPL_DIR)")
     parser.add_argument("--skeleton", choices=("smpl24", "full"), default="smpl24",
                         help="smpl24: SMPL's 24 joints; full: Anny's own 104 bones (fingers, toes)")
     parser.add_argument("--no-clothed", action="store_true", help="skip the clothed surface")
-    parser.add_argument("--no-texture", action="store_true", help="do not project the photo onto the surface")
+    parser.add_argument("--no-texture", action="store_true", help="do not texture the surface from the photo")
     parser.add_argument("--method", choices=("network", "fitting"), default="network",
                         help="network (default: the shipped MuNet checkpoint + refinement) or fitting (optimisation only)")
     parser.add_argument("--refine-iterations", type=int, default=40, metavar="N",
@@ -53,7 +59,7 @@ def _options(args: argparse.Namespace):
     return ReconstructOptions(
         body_model=args.body_model, smpl_dir=args.smpl_dir, skeleton=args.skeleton, clothed=not args.no_clothed,
         method=args.method, refine_iterations=args.refine_iterations, texture=not args.no_texture,
-        device=args.device, checkpoint=args.checkpoint,
+        texture_size=args.texture_size, device=args.device, checkpoint=args.checkpoint,
     ).validate()
 
 
@@ -93,6 +99,7 @@ def _single_outputs(photo: pathlib.Path, args: argparse.Namespace) -> dict:
         "obj": args.obj,
         "npz": args.npz,
         "preview": args.preview,
+        "turntable": args.turntable,
     }
 
 
@@ -109,7 +116,7 @@ def _reconstruct_one(pipeline, photo: pathlib.Path, outputs: dict, options, show
         progress.close()
     started = time.perf_counter()
     written = []
-    for key in ("glb", "report", "npz", "preview"):
+    for key in ("glb", "report", "npz", "preview", "turntable"):
         if outputs.get(key):
             pathlib.Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
     if outputs.get("glb"):
@@ -128,6 +135,12 @@ def _reconstruct_one(pipeline, photo: pathlib.Path, outputs: dict, options, show
         png = encode_png(preview_image(reconstruction, image.rgb, model_px=report.alignment.model_keypoints_px))
         _write_bytes(outputs["preview"], png)
         written.append(str(outputs["preview"]))
+    if outputs.get("turntable"):
+        from munet.render_preview import encode_png
+        from munet.turntable import render_turntable
+
+        _write_bytes(outputs["turntable"], encode_png(render_turntable(reconstruction, TURNTABLE_PANEL_PX)))
+        written.append(str(outputs["turntable"]))
     if outputs.get("report"):
         _write_bytes(outputs["report"], json.dumps(report.to_json(), indent=1).encode())
         written.append(str(outputs["report"]))
@@ -166,6 +179,7 @@ def _run_folder(folder: pathlib.Path, args: argparse.Namespace, options) -> int:
             "obj": str(stem) if args.obj else None,
             "npz": f"{stem}.npz" if args.npz else None,
             "preview": f"{stem}_preview.png" if args.preview else None,
+            "turntable": f"{stem}_turntable.png" if args.turntable else None,
         }
         started = time.perf_counter()
         try:
