@@ -21,6 +21,7 @@ Speed (2 CPU cores, one torch thread, Anny's 27k triangles; ``rasterize_silhouet
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -272,6 +273,22 @@ def _nearest(spans: _Spans, batch: int, height: int, width: int, num_faces: int,
 # ---- numpy wrappers for one mesh ----------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """One mesh is a few dozen small tensor ops: extra torch threads only spin (badly so on a busy
+    machine: ~6x slower with 2 threads on 2 loaded cores), so the wrappers run on one, like the fit
+    (``munet.pipeline``'s ``fit_threads``)."""
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _check(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     vertices_px = np.asarray(vertices_px, dtype=np.float64)
     faces = np.asarray(faces)
@@ -292,8 +309,9 @@ def rasterize_silhouette(vertices_px: np.ndarray, faces: np.ndarray, height: int
     Returns (height, width) bool, True where a pixel centre lies in some triangle.
     """
     vertices_px, faces = _check(vertices_px, faces, height, width)
-    spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces), width, height, None, False)
-    return _coverage(spans, 1, height, width)[0].numpy()
+    with _one_torch_thread():
+        spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces), width, height, None, False)
+        return _coverage(spans, 1, height, width)[0].numpy()
 
 
 def rasterize_zbuffer(
@@ -313,9 +331,10 @@ def rasterize_zbuffer(
         raise ValueError(f"depth_m must be ({vertices_px.shape[0]},), got {depth_m.shape}")
     face_index = np.flatnonzero((depth_m[faces] > 1e-9).all(1))
     minus_inverse = -1.0 / np.where(depth_m > 1e-9, depth_m, 1.0)  # smallest = nearest, linear on screen
-    spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces[face_index]), width, height,
-                   torch.from_numpy(minus_inverse)[None], False)
-    nearest, face_id = _nearest(spans, 1, height, width, len(face_index), want_face_id=True)
+    with _one_torch_thread():
+        spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces[face_index]), width, height,
+                       torch.from_numpy(minus_inverse)[None], False)
+        nearest, face_id = _nearest(spans, 1, height, width, len(face_index), want_face_id=True)
     nearest, face_id = nearest[0].numpy().astype(np.float64), face_id[0].numpy()
     face_ids = np.where(face_id >= 0, face_index[np.maximum(face_id, 0)] if face_index.size else -1, -1)
     with np.errstate(divide="ignore"):
