@@ -240,9 +240,9 @@ def test_noisy_keypoints_swap_and_drop_as_configured():
     assert visibility[limbs].max() < 0.36
 
 
-def test_rasteriser_agrees_with_the_pipelines(anny_body):
-    from munet.geometry import rasterize_silhouette
-
+def test_culling_back_faces_keeps_a_posed_body_silhouette(anny_body):
+    """Back faces never add to a closed surface's silhouette (the engine culls them for speed). The
+    rasteriser itself is checked against a brute-force one in test_geometry.py."""
     with torch.no_grad():
         out = anny_body(torch.tensor([[0.3, 0.5, 0.6, 0.7, 0.4, 0.5]]), poses.to_axis_angle(
             poses.sample_poses(np.random.default_rng(3), 1)[0], anny_body.rest(anny_body.default_shape)[1]))
@@ -252,8 +252,7 @@ def test_rasteriser_agrees_with_the_pipelines(anny_body):
     px = project(cam, K)
     ours = rasterize(px, anny_body.faces, (192, 192)).mask[0].numpy()
     culled = rasterize(px, anny_body.faces, (192, 192), cull_backfaces=True).mask[0].numpy()
-    theirs = rasterize_silhouette(px[0].double().numpy(), anny_body.faces.numpy(), 192, 192)
-    assert (ours != theirs).sum() <= 0.002 * theirs.sum() + 2
+    assert ours.sum() > 500, "the body (~90 px tall) is in the frame"
     assert (ours != culled).sum() <= 2, "back faces never add to a closed surface's silhouette"
 
 
