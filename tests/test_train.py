@@ -1,4 +1,5 @@
-"""MuNet training: camera targets, a few steps, resuming, DDP on gloo with 2 processes, configs."""
+"""MuNet training: camera targets, a few steps, resuming, DDP on gloo with 2 processes, configs, seed
+ranges, devices, logs (JSON lines, TensorBoard, loss-curve PNG)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 import torch
 import yaml
 
+from training import seeds
 from training.losses import weak_perspective_fit
-from training.train import load_config, train
+from training.train import TrainConfig, load_config, make_loader, resolve_device, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL_MODEL = {"encoder_channels": [8, 8, 16, 16, 16], "global_dim": 32, "body_hidden": [16, 16], "clothed_hidden": 16}
@@ -44,7 +46,7 @@ def tiny_setup(tmp_path_factory):
     base = yaml.safe_load((ROOT / "training" / "configs" / "default.yaml").read_text())
     base["model"].update(SMALL_MODEL)
     base["data"]["train"] = str(root / "data")
-    base["train"].update({"batch_size": 2, "max_samples": 4, "warmup_steps": 1, "workers": 0, "chamfer_points": 64,
+    base["train"].update({"batch_size": 2, "max_samples": 4, "warmup_steps": 1, "workers": 0, "chamfer_points": 64, "device": "cpu",
                           "out": str(root / "run")})
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump(base))
@@ -54,9 +56,15 @@ def tiny_setup(tmp_path_factory):
 def test_train_runs_and_resumes(tiny_setup):
     root, config = tiny_setup
     summary = train(str(config), out=str(root / "single"))
-    assert summary["samples_seen"] == 4
+    assert summary["samples_seen"] == 4 and summary["device"] == "cpu"
     lines = (root / "single" / "scalars.jsonl").read_text().splitlines()
     assert lines and "clothed_chamfer" in json.loads(lines[0])
+    assert (root / "single" / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(root / "single" / "tensorboard"))
+    events.Reload()
+    assert {"loss/loss", "loss/pve_m", "terms/clothed_chamfer", "speed/samples_per_s"} <= set(events.Tags()["scalars"])
     resumed = train(str(config), out=str(root / "single"), max_samples=6)
     assert resumed["samples_seen"] == 6 and resumed["steps"] == 3
     meta = json.loads((root / "single" / "last.json").read_text())
@@ -72,3 +80,89 @@ def test_ddp_two_processes_on_gloo(tiny_setup):
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((root / "ddp" / "last.json").read_text())
     assert meta["world_size"] == 2 and meta["samples_seen"] == 4
+
+
+def test_train_with_a_loader_worker_prepares_batches_there(tiny_setup):
+    root, config = tiny_setup
+    cfg = yaml.safe_load(config.read_text())
+    cfg["train"].update({"workers": 1, "tensorboard": False})
+    path = root / "worker.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    summary = train(str(path), out=str(root / "worker"), device="cpu")
+    assert summary["samples_seen"] == 4 and summary["train_config"]["workers"] == 1
+    assert not (root / "worker" / "tensorboard").exists()
+
+
+def test_device_resolution():
+    assert resolve_device("auto") == torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    else:
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_seed_ranges_are_disjoint_and_named():
+    ranges = [seeds.TRAIN, *seeds.HELD_OUT]
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1:]:
+            assert a.end <= b.first or b.end <= a.first
+    assert seeds.range_of(2_000_003) is seeds.TEST and seeds.range_of(3_000_001) is seeds.VALIDATION
+    assert seeds.range_of(4_000_001) is seeds.CALIBRATION and seeds.range_of(1) is seeds.TRAIN
+    assert seeds.check_training_seed(999_999) == 999_999
+    for seed in (2_000_003, 3_000_001, 4_000_001, 1_500_000, -1):
+        with pytest.raises(seeds.SeedRangeError, match="refused for training"):
+            seeds.check_training_seed(seed)
+
+
+def test_stream_seeds_stay_in_the_training_range_whatever_the_progress():
+    """The old derivation ``1 + rank + 1000 * (start // per_rank)`` reached the validation seed 3,000,001
+    after 48,000 samples (and the test seed 2,000,003 for rank 2 after 32,000): the seed is now fixed per
+    rank and a resumed run continues each rank's stream at a later index."""
+    data = {"train": "/nonexistent", "stream_config": str(ROOT / "training" / "configs" / "data.yaml"), "stream_seed": 1}
+    for world in (1, 3):
+        for samples in (0, 32_000, 48_000, 10**7):
+            for rank in range(world):
+                _, source = make_loader(data, TrainConfig(batch_size=16, workers=0), rank, world, samples)
+                seed = int(source.split("seed ")[1].split(",")[0])
+                assert seed == 1 + rank and seed in seeds.TRAIN
+                assert f"from index {samples // world // 32 * 32}" in source
+    with pytest.raises(seeds.SeedRangeError, match="rank 1"):
+        seeds.stream_seeds(999_999, 2)
+    with pytest.raises(seeds.SeedRangeError, match="validation"):
+        make_loader({**data, "stream_seed": 3_000_001}, TrainConfig(workers=0), 0, 1, 0)
+
+
+def test_training_refuses_held_out_shards(tiny_setup, tmp_path):
+    root, config = tiny_setup
+    held_out = tmp_path / "testset_copy"
+    held_out.mkdir()
+    for path in (root / "data").iterdir():
+        (held_out / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((held_out / "manifest.json").read_text())
+    manifest["seed"] = 2_000_003
+    (held_out / "manifest.json").write_text(json.dumps(manifest))
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data"]["train"] = [str(root / "data"), str(held_out)]
+    path = tmp_path / "leak.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(seeds.SeedRangeError, match="test seeds"):
+        train(str(path), out=str(tmp_path / "run"))
+    result = subprocess.run([sys.executable, "-m", "training.train", "--config", str(path), "--out", str(tmp_path / "run")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0 and "error: training shards" in result.stderr and "2,000,003" in result.stderr
+
+
+def test_generation_refuses_seed_and_config_mixups(tmp_path, capsys):
+    from training.data.generate import main as generate
+
+    testset = str(ROOT / "training" / "configs" / "testset.yaml")
+    assert generate(["--out", str(tmp_path / "a"), "--seed", "2000003", "--count", "1", "--workers", "0"]) == 2
+    assert "test seeds" in capsys.readouterr().err
+    assert generate(["--config", testset, "--out", str(tmp_path / "b"), "--seed", "5", "--count", "1", "--workers", "0"]) == 2
+    assert "held-out config" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    seeds.check_generation_seed(2_000_003, 2_000_003, "testset.yaml")  # the test set itself
+    seeds.check_generation_seed(3_000_001, 2_000_003, "testset.yaml")  # a validation set drawn like the test set
+    seeds.check_generation_seed(1, None, "data.yaml")

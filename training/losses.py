@@ -37,6 +37,11 @@ class Targets:
     camera: torch.Tensor
     gt_mask: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "Targets":
+        return Targets([level.to(device, non_blocking=True) for level in self.body_levels],
+                       *(t.to(device, non_blocking=True) for t in (self.clothed, self.landmarks_3d, self.landmarks_2d,
+                                                                   self.camera, self.gt_mask)))
+
 
 class Supervision:
     """What the losses need from the network's hierarchy, built once: the graph levels' down-blends (for
@@ -59,11 +64,26 @@ class Supervision:
         self.lm_offset = torch.einsum("lk,lkc->lc", regressor.weights, detail[regressor.indices])
         self.regressor = regressor
 
+    def to(self, device: torch.device | str) -> "Supervision":
+        """Move every table to ``device`` (the model's); returns self."""
+        self.down = [(i.to(device), w.to(device)) for i, w in self.down]
+        self.faces, self.edges = self.faces.to(device), self.edges.to(device)
+        self.lm_indices, self.lm_weights = self.lm_indices.to(device), self.lm_weights.to(device)
+        self.lm_offset = self.lm_offset.to(device)
+        self.regressor = self.regressor.to(device)
+        return self
+
     def levels(self, full: torch.Tensor) -> list[torch.Tensor]:
         """(B, V, 3) full mesh -> [(B, N_i, 3)] at every graph level."""
         from munet.network.hierarchy import apply_blend
 
         return [apply_blend(i, w, full) for i, w in self.down]
+
+    def finest(self, full: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) full mesh -> (B, N_last, 3) the finest graph level only."""
+        from munet.network.hierarchy import apply_blend
+
+        return apply_blend(*self.down[-1], full)
 
     def landmarks(self, finest: torch.Tensor) -> torch.Tensor:
         """(B, N_last, 3) finest-level vertices -> (B, 33, 3) landmarks of the full mesh they blend to."""
@@ -74,7 +94,8 @@ class Supervision:
 def weak_perspective_fit(points: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """Least-squares (s, tx, ty) with uv ~ s * points[..., :2] + t. points (B, N, 3), uv (B, N, 2) -> (B, 3)."""
     b, n, _ = points.shape
-    ones, zeros = torch.ones(b, n, 1, dtype=points.dtype), torch.zeros(b, n, 1, dtype=points.dtype)
+    ones = torch.ones(b, n, 1, dtype=points.dtype, device=points.device)
+    zeros = torch.zeros_like(ones)
     rows = torch.cat([torch.cat([points[..., :1], ones, zeros], -1), torch.cat([points[..., 1:2], zeros, ones], -1)], 1)
     rhs = torch.cat([uv[..., :1], uv[..., 1:]], 1)
     return torch.linalg.lstsq(rows, rhs).solution[..., 0]

@@ -1,14 +1,17 @@
 """Train MuNet (mutualistic: the clothed loss reaches the body stage) on synthetic samples.
 
-    python -m training.train --config training/configs/default.yaml
-    torchrun --nproc_per_node=2 -m training.train --config training/configs/default.yaml   # DDP (gloo on CPU)
+    python -m training.train --config training/configs/default.yaml                    # CPU, or one GPU (--device auto)
+    python -m training.train --config training/configs/default.yaml --device cuda:0
+    torchrun --nproc_per_node=2 -m training.train --config training/configs/default.yaml   # DDP: gloo on CPU, NCCL on GPUs
 
 Data: pre-generated shards (``data.train``: a folder or a list of folders, from ``python -m training.data.generate``) or, when that
-folder has no manifest, samples made on the fly from ``data.stream_config``. Writes into ``train.out``:
+folder has no manifest, samples made on the fly from ``data.stream_config`` (DataLoader worker processes
+on the CPU; each rank its own training seed ``data.stream_seed + rank``, ``training/seeds.py``). Seeds in
+the held-out ranges (test, validation, calibration) are refused. Writes into ``train.out``:
 ``last.safetensors`` + ``last.json`` (a loadable checkpoint: weights + config + samples seen),
-``last.optim.safetensors`` (optimizer state, for resuming), ``scalars.jsonl`` (losses and samples/s; the
-TensorBoard package is not installed here, so scalars go to JSON lines), and resumes from them when
-present. Seeds are fixed (``train.seed``).
+``last.optim.safetensors`` (optimizer state, for resuming), ``scalars.jsonl`` and TensorBoard event
+files in ``tensorboard/`` (window means of the losses, samples/s; ``training/scalars.py``) and
+``loss_curve.png`` at every save, and resumes from them when present. Seeds are fixed (``train.seed``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from munet.network.checkpoint import save_checkpoint
 from munet.network.config import MuNetConfig
 from munet.network.inputs import make_input, make_world_input
 from munet.network.model import MuNet, parameter_count
+from training import seeds
 from training.losses import Supervision, Targets, compute_losses, weak_perspective_fit
+from training.scalars import ScalarLog, WindowMeans, plot_loss_curves
 
 log = logging.getLogger("training.train")
 
@@ -60,6 +65,8 @@ class TrainConfig:
     detach_body: bool = False
     workers: int = 1
     threads: int = 0  # torch threads per process (0: torch's default)
+    device: str = "auto"  # auto: the rank's GPU when CUDA is available, else the CPU; or cpu, cuda, cuda:N
+    tensorboard: bool = True  # also write TensorBoard event files (needs the pinned tensorboard package)
 
 
 def load_config(path: str) -> dict:
@@ -71,10 +78,11 @@ def load_config(path: str) -> dict:
             "train": TrainConfig(**raw.get("train", {})), "loss_weights": dict(raw.get("loss_weights", {}))}
 
 
-def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision,
+def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision, device: torch.device | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, Targets]:
-    """A collated batch of samples (``training/data/sample.py``) -> network inputs (image, world) and targets."""
-    f = {k: torch.as_tensor(batch[k]) for k in FIELDS}
+    """A collated batch of samples (``training/data/sample.py``) -> network inputs (image, world) and targets,
+    computed on ``device`` (the supervision's; default: where the batch is)."""
+    f = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True) if device else torch.as_tensor(batch[k]) for k in FIELDS}
     mask = f["mask"].float()
     resolution = mask.shape[-1]
     image = make_input(mask, f["keypoints_crop"], f["visibility"], config.input_size, config.heatmap_sigma)
@@ -97,9 +105,33 @@ def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision,
         landmarks_2d = to_norm(landmarks)
         camera = weak_perspective_fit((joints - pelvis).double(), to_norm(joints).double()).float()
         body_levels = supervision.levels(body - pelvis)
-        clothed_finest = supervision.levels(clothed - pelvis)[-1]
+        clothed_finest = supervision.finest(clothed - pelvis)
     gt_mask = F.avg_pool2d(f["gt_mask"].float()[:, None], 5, 1, 2)
     return image, world, Targets(body_levels, clothed_finest, landmarks - pelvis, landmarks_2d, camera, gt_mask)
+
+
+@dataclasses.dataclass
+class PreparedBatch:
+    """``prepare_batch``'s output, made in a DataLoader worker (``Preparer``). image (B, 34, S, S), world
+    (B, 33, 3), targets (``training.losses.Targets``)."""
+
+    image: torch.Tensor
+    world: torch.Tensor
+    targets: Targets
+
+    def to(self, device: torch.device) -> "PreparedBatch":
+        return PreparedBatch(self.image.to(device), self.world.to(device), self.targets.to(device))
+
+
+class Preparer:
+    """The DataLoader's ``collate_fn`` for CPU training: collate the samples, then ``prepare_batch`` in the
+    worker process, off the training process's critical path (inputs and targets are ~10 % of a step)."""
+
+    def __init__(self, config: MuNetConfig, supervision: Supervision):
+        self.config, self.supervision = config, supervision
+
+    def __call__(self, samples: list[dict]) -> PreparedBatch:
+        return PreparedBatch(*prepare_batch(torch.utils.data.default_collate(samples), self.config, self.supervision))
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -118,29 +150,39 @@ class EpochSampler(torch.utils.data.Sampler):
             epoch, offset = epoch + 1, 0
 
 
-def make_loader(data: dict, train: TrainConfig, rank: int, world: int, start_sample: int):
+def make_loader(data: dict, train: TrainConfig, rank: int, world: int, start_sample: int, pin_memory: bool = False,
+                collate_fn=None):
+    """(DataLoader of this rank's batches, a description of the data). Shards when ``data.train``'s folders
+    hold a manifest, else the on-the-fly stream; ``seeds.SeedRangeError`` for a held-out seed. collate_fn:
+    e.g. a ``Preparer`` (the default collates the samples into a dict of tensors)."""
     from training.data.dataset import ShardDataset, SyntheticStream
 
     roots = data.get("train", "data/train")
     roots = [pathlib.Path(r) for r in ([roots] if isinstance(roots, str) else roots)]
     per_rank = max(1, train.batch_size // world)
     present = [r for r in roots if (r / "manifest.json").exists()]
+    workers = {"num_workers": train.workers, "pin_memory": pin_memory, "persistent_workers": train.workers > 0,
+               "collate_fn": collate_fn}
     if present:
         missing = sorted(set(roots) - set(present))
         if missing:
             raise FileNotFoundError(f"training shards missing in {', '.join(map(str, missing))}: generate them "
                                     "(training/data/README.md) or remove them from data.train")
-        dataset = torch.utils.data.ConcatDataset([ShardDataset(r, fields=FIELDS) for r in roots])
+        parts = [ShardDataset(r, fields=FIELDS) for r in roots]
+        for root, part in zip(roots, parts):
+            seeds.check_training_seed(int(part.manifest["seed"]), f"training shards {root}")
+        dataset = torch.utils.data.ConcatDataset(parts)
         sampler = EpochSampler(len(dataset), train.seed, rank, world, start_sample)
         names = " + ".join(str(r) for r in roots)
-        return torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=train.workers,
-                                           persistent_workers=train.workers > 0, drop_last=True), f"shards {names} ({len(dataset)} samples)"
+        return torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True, **workers), \
+            f"shards {names} ({len(dataset)} samples)"
     from training.data.config import load_data_config
 
     stream_config = load_data_config(data.get("stream_config", "training/configs/data.yaml"))
-    seed = int(data.get("stream_seed", 1)) + rank + 1000 * (start_sample // max(per_rank, 1))
-    stream = SyntheticStream(stream_config, seed=seed, count=10**8, fields=FIELDS)
-    return torch.utils.data.DataLoader(stream, batch_size=per_rank, num_workers=train.workers), f"on-the-fly stream (seed {seed})"
+    seed = seeds.stream_seeds(int(data.get("stream_seed", 1)), world)[rank]
+    start = seeds.stream_start(start_sample, world, stream_config.batch_size)
+    stream = SyntheticStream(stream_config, seed=seed, count=10**9, start=start, fields=FIELDS)
+    return torch.utils.data.DataLoader(stream, batch_size=per_rank, **workers), f"on-the-fly stream (seed {seed}, from index {start})"
 
 
 def lr_at(step: int, total_steps: int, train: TrainConfig, time_fraction: float = 0.0) -> float:
@@ -157,7 +199,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module, pat
     tensors = {"samples_seen": torch.tensor([samples]), "step": torch.tensor([step])}
     for name, p in model.named_parameters():
         for key, value in optimizer.state.get(p, {}).items():
-            tensors[f"{name}/{key}"] = torch.as_tensor(value).detach().clone().reshape(value.shape if torch.is_tensor(value) else ())
+            tensors[f"{name}/{key}"] = torch.as_tensor(value).detach().cpu().clone().reshape(value.shape if torch.is_tensor(value) else ())
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(path)
@@ -168,7 +210,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module, pat
 
     tensors = load_file(str(path))
     for name, p in model.named_parameters():
-        state = {key.split("/")[-1]: v for key, v in tensors.items() if key.rsplit("/", 1)[0] == name}
+        # moments on the parameter's device; AdamW keeps its step counter on the CPU
+        state = {key.split("/")[-1]: v if key.endswith("/step") else v.to(p.device)
+                 for key, v in tensors.items() if key.rsplit("/", 1)[0] == name}
         if state:
             optimizer.state[p] = state
     return int(tensors["samples_seen"][0]), int(tensors["step"][0])
@@ -195,11 +239,13 @@ class _Run:
     train_cfg: TrainConfig
     weights: dict
     world: int
+    device: str
 
     def metadata(self) -> dict:
         return {"training_command": self.command, "commit": self.commit, "samples_seen": self.samples, "steps": self.step,
                 "wall_time_s": round(self.wall_before_s + time.perf_counter() - self.started, 1), "data": self.source,
-                "train_config": dataclasses.asdict(self.train_cfg), "loss_weights": self.weights, "world_size": self.world}
+                "train_config": dataclasses.asdict(self.train_cfg), "loss_weights": self.weights, "world_size": self.world,
+                "device": self.device}
 
     def time_fraction(self, now: float) -> float:
         """The share of the minutes budget spent (it counts this run only); 0 without one."""
@@ -207,32 +253,37 @@ class _Run:
         return (now - self.started) / (60 * minutes) if minutes > 0 else 0.0
 
 
-def train(config_path: str, out: str | None = None, max_samples: int | None = None, max_minutes: float | None = None) -> dict:
-    """Run (or resume) training; returns a summary dict. DDP when WORLD_SIZE > 1 (gloo on CPU)."""
+def train(config_path: str, out: str | None = None, max_samples: int | None = None, max_minutes: float | None = None,
+          device: str | None = None, command: str | None = None) -> dict:
+    """Run (or resume) training; returns the checkpoint's metadata. DDP when WORLD_SIZE > 1 (torchrun).
+    ``command``: how this run was started, recorded in the checkpoint (default: ``python -m
+    training.train`` or ``torchrun ...`` with this process's arguments)."""
     cfg = load_config(config_path)
     model_cfg, weights = cfg["model"], cfg["loss_weights"]
-    overrides = {k: v for k, v in {"out": out, "max_samples": max_samples, "max_minutes": max_minutes}.items() if v is not None}
-    train_cfg = dataclasses.replace(cfg["train"], **overrides)
-    world, rank = _start_process(train_cfg)
+    overrides = {"out": out, "max_samples": max_samples, "max_minutes": max_minutes, "device": device}
+    train_cfg = dataclasses.replace(cfg["train"], **{k: v for k, v in overrides.items() if v is not None})
+    world, rank, where = _start_process(train_cfg)
     out_dir = pathlib.Path(train_cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    model = MuNet(model_cfg, clothed=train_cfg.train_clothed)
+    model = MuNet(model_cfg, clothed=train_cfg.train_clothed).to(where)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     samples, step, meta_extra = _resume(model, optimizer, out_dir, rank)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ddp = model
+    if world > 1:  # the body-only ablation leaves the clothed stage's parameters without gradients
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[where] if where.type == "cuda" else None,
+                                                        find_unused_parameters=not train_cfg.train_clothed)
     supervision = Supervision(model, MediaPipeRegressor())
-    loader, source = make_loader(cfg["data"], train_cfg, rank, world, samples)
+    # on the CPU the loader's workers make the inputs and targets; on a GPU the training process does, there
+    preparer = Preparer(model_cfg, supervision) if where.type == "cpu" and train_cfg.workers > 0 else None
+    supervision.to(where)
+    loader, source = make_loader(cfg["data"], train_cfg, rank, world, samples, where.type == "cuda", preparer)
     generator = torch.Generator().manual_seed(train_cfg.seed + rank + step)
-    launcher = ("torchrun --nproc_per_node=%d -m training.train" % world) if world > 1 else "python -m training.train"
-    threads_env = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
-    run = _Run(
-        samples, step, meta_extra.get("training_command") or " ".join(threads_env + [launcher] + sys.argv[1:]),
-        meta_extra.get("commit") or git_commit(), float(meta_extra.get("wall_time_s", 0.0)), time.perf_counter(),
-        source, train_cfg, weights, world,
-    )  # fmt: skip
+    run = _Run(samples, step, meta_extra.get("training_command") or command or _command(world),
+               meta_extra.get("commit") or git_commit(), float(meta_extra.get("wall_time_s", 0.0)), time.perf_counter(),
+               source, train_cfg, weights, world, str(where))  # fmt: skip
     if rank == 0:
-        log.info("MuNet %d parameters; data: %s; world size %d", parameter_count(model), source, world)
+        log.info("MuNet %d parameters; data: %s; world size %d on %s", parameter_count(model), source, world, where)
     _loop(run, loader, model, ddp, optimizer, supervision, model_cfg, generator, rank, out_dir)
     if world > 1:
         torch.distributed.barrier()
@@ -240,18 +291,40 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
     return run.metadata()
 
 
-def _start_process(train_cfg: TrainConfig) -> tuple[int, int]:
-    """(world size, rank) from torchrun's environment; joins the process group when distributed; threads
-    and seeds."""
+def _command(world: int) -> str:
+    launcher = ("torchrun --nproc_per_node=%d -m training.train" % world) if world > 1 else "python -m training.train"
+    threads_env = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
+    return " ".join(threads_env + [launcher] + sys.argv[1:])
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``train.device`` -> a torch device: ``auto`` is this rank's GPU (``cuda:LOCAL_RANK``) when CUDA is
+    available, else the CPU; ``cuda`` without an index is ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    where = torch.device(name)
+    if where.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"train.device {name!r}: CUDA is not available in this torch ({torch.__version__}); use --device cpu")
+        where = torch.device("cuda", local_rank if where.index is None else where.index)
+    return where
+
+
+def _start_process(train_cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(world size, rank, device) from torchrun's environment and ``train.device``; joins the process
+    group when distributed (NCCL on GPUs, gloo on the CPU); threads and seeds."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    where = resolve_device(train_cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
     if world > 1:
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if where.type == "cuda" else "gloo")
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     np.random.seed(train_cfg.seed)
-    return world, rank
+    return world, rank, where
 
 
 def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, out_dir: pathlib.Path, rank: int) -> tuple[int, int, dict]:
@@ -271,55 +344,70 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, out_dir: p
 def _save(run: _Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, out_dir: pathlib.Path) -> None:
     save_checkpoint(model, out_dir / "last.safetensors", run.metadata())
     save_optimizer(optimizer, model, out_dir / "last.optim.safetensors", run.samples, run.step)
+    plot_loss_curves(out_dir / "scalars.jsonl", out_dir / "loss_curve.png", f"{out_dir.name}: {run.samples} samples")
+
+
+def train_step(batch: dict, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, supervision: Supervision,
+               model_cfg: MuNetConfig, train_cfg: TrainConfig, weights: dict, generator: torch.Generator,
+               device: torch.device) -> tuple[torch.Tensor, dict[str, float], int]:
+    """One optimizer step on a collated batch (a dict of tensors, or a ``PreparedBatch``): (loss, each
+    term's value, the batch's sample count)."""
+    if isinstance(batch, PreparedBatch):
+        prepared = batch.to(device)
+        image, world_input, targets = prepared.image, prepared.world, prepared.targets
+    else:
+        image, world_input, targets = prepare_batch(batch, model_cfg, supervision, device)
+    out = ddp(image, world_input, detach_body=train_cfg.detach_body, full_resolution=False)
+    loss, terms = compute_losses(out, targets, weights, supervision, train_cfg.chamfer_points, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(ddp.parameters(), 1.0)
+    optimizer.step()
+    return loss.detach(), terms, image.shape[0]
 
 
 def _loop(run: _Run, loader, model: torch.nn.Module, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer,
           supervision: Supervision, model_cfg: MuNetConfig, generator: torch.Generator, rank: int,
           out_dir: pathlib.Path) -> None:
-    """Optimizer steps until the samples or minutes budget runs out; rank 0 logs scalars and saves
-    ``last.*`` every ``save_every_s`` and at the end."""
+    """Optimizer steps until the samples or minutes budget runs out; rank 0 logs the window means of the
+    scalars every ``log_every_s`` (and after the first step) and saves ``last.*`` every ``save_every_s`` and
+    at the end."""
     from training.data.progress import Progress
 
-    train_cfg, world = run.train_cfg, run.world
+    train_cfg, world, device = run.train_cfg, run.world, torch.device(run.device)
     total_steps = max(1, train_cfg.max_samples // train_cfg.batch_size)
     progress = Progress(max(0, train_cfg.max_samples - run.samples), "training", log_every=train_cfg.log_every_s) if rank == 0 else None
-    scalars = open(out_dir / "scalars.jsonl", "a") if rank == 0 else None
-    last_save = last_log = time.perf_counter()
-    window_start, window_samples = time.perf_counter(), 0
+    scalars = ScalarLog(out_dir, train_cfg.tensorboard) if rank == 0 else None
+    means = WindowMeans()
+    last_save = last_log = window_start = time.perf_counter()
+    window_samples = 0
     deadline = run.started + 60 * train_cfg.max_minutes if train_cfg.max_minutes > 0 else float("inf")
     model.train()
     for batch in loader:
         if run.samples >= train_cfg.max_samples or time.perf_counter() > deadline:
             break
-        image, world_input, targets = prepare_batch(batch, model_cfg, supervision)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(run.step, total_steps, train_cfg, run.time_fraction(time.perf_counter()))
-        out = ddp(image, world_input, detach_body=train_cfg.detach_body, full_resolution=False)
-        loss, terms = compute_losses(out, targets, run.weights, supervision, train_cfg.chamfer_points, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss, terms, count = train_step(batch, ddp, optimizer, supervision, model_cfg, train_cfg, run.weights, generator, device)
         run.step += 1
-        run.samples += image.shape[0] * world
-        window_samples += image.shape[0] * world
+        run.samples += count * world
+        window_samples += count * world
         if rank != 0:
             continue
+        means.add({"loss": float(loss), **terms})
         now = time.perf_counter()
-        rate = window_samples / max(now - window_start, 1e-6)
-        progress.update(image.shape[0] * world, f"loss {float(loss.detach()):.4f} pve {1000 * terms['pve_m']:.0f}mm")
+        progress.update(count * world, f"loss {float(loss):.4f} pve {1000 * terms['pve_m']:.0f}mm")
         if now - last_log > train_cfg.log_every_s or run.step == 1:
-            record = {"step": run.step, "samples": run.samples, "loss": float(loss.detach()),
-                      "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate, **terms}
-            scalars.write(json.dumps(record) + "\n")
-            scalars.flush()
+            rate = window_samples / max(now - window_start, 1e-6)
+            scalars.write({"step": run.step, "samples": run.samples, **means.take(), "lr": optimizer.param_groups[0]["lr"],
+                           "samples_per_s": rate})
             last_log, window_start, window_samples = now, now, 0
         if now - last_save > train_cfg.save_every_s:
             _save(run, model, optimizer, out_dir)
             last_save = now
     if rank == 0:
-        _save(run, model, optimizer, out_dir)
         scalars.close()
+        _save(run, model, optimizer, out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,9 +416,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output folder (overrides train.out)")
     parser.add_argument("--max-samples", type=int, help="stop after this many samples (overrides train.max_samples)")
     parser.add_argument("--max-minutes", type=float, help="stop after this many minutes (overrides train.max_minutes)")
+    parser.add_argument("--device", help="auto (a GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N "
+                                         "(overrides train.device; under torchrun each rank takes cuda:LOCAL_RANK)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    summary = train(args.config, args.out, args.max_samples, args.max_minutes)
+    try:
+        summary = train(args.config, args.out, args.max_samples, args.max_minutes, args.device)
+    except seeds.SeedRangeError as error:
+        raise SystemExit(f"error: {error}") from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: summary[k] for k in ("samples_seen", "steps", "wall_time_s", "data")}))
 

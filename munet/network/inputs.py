@@ -43,5 +43,5 @@ def make_world_input(world_keypoints_m: torch.Tensor, seen: torch.Tensor) -> tor
     if world_keypoints_m.shape[1:] != (33, 3) or seen.shape[1:] != (33,):
         raise ValueError(f"expected world keypoints (B, 33, 3) and seen (B, 33); got "
                          f"{tuple(world_keypoints_m.shape)}, {tuple(seen.shape)}")
-    canonical = world_keypoints_m.float() @ ALIGNED_TO_CANONICAL.T
+    canonical = world_keypoints_m.float() @ ALIGNED_TO_CANONICAL.T.to(world_keypoints_m.device)
     return canonical * seen.to(torch.bool)[..., None].float()

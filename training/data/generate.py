@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from training import seeds
 from training.data import shards
 from training.data.config import DataConfig, data_config_from_dict
 from training.data.progress import Progress
@@ -228,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         _save_preview(args.preview, batch, n)
         return 0
     try:
+        seeds.check_generation_seed(seed, run.get("seed"), str(args.config or "the default config"))
         manifest = generate_dataset(args.out, config, seed, count, start, args.workers, args.preview, args.preview_count)
-    except (FileExistsError, ValueError) as e:
+    except (FileExistsError, ValueError) as e:  # ValueError includes seeds.SeedRangeError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"out": str(args.out), "count": manifest["count"], "shards": len(manifest["shards"])}))
