@@ -95,7 +95,7 @@ def bake_texture(photo_rgb: np.ndarray, atlas: UVAtlas, posed_vertices_m: np.nda
     layers = _texel_layers(texels, views, photo)
     seen_a = np.clip(layers.seen_w / 0.5, 0.0, 1.0)[:, None]
     mirror_a = np.clip(layers.mirror_w / 0.5, 0.0, 1.0)[:, None] * (1.0 - seen_a)
-    fill = _region_fills(texels, layers, _hair_colour(photo, views, atlas))
+    fill = _region_fills(texels, layers, lambda: _hair_colour(photo, views, atlas))
     back = fill + mirror_a * MIRROR_MIX * (BACK_SHADE * layers.mirror_rgb - fill)
     image = _assemble(np.ascontiguousarray(photo[..., :3]), texels, layers, back, size)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -145,7 +145,8 @@ def _assemble(photo: np.ndarray, texels: TexelMap, layers: TexelLayers, back: np
     channels[texels.texel] = np.concatenate([layers.seen_xy - 0.5, final], 1)  # OpenCV: pixel centres at integers
     inside = np.zeros(low * low, np.float32)
     inside[texels.texel] = 1.0
-    padded = pull_push(channels.reshape(low, low, 5), inside.reshape(low, low)).reshape(-1, 5)
+    padded = pull_push(channels.reshape(low, low, 5), inside.reshape(low, low), skip_levels=1).reshape(-1, 5)
+    padded[texels.texel] = channels[texels.texel]  # the islands keep their own values, unblurred
     behind = padded[:, 2:]
     behind[texels.texel] = back  # inside the islands: what shows where the photo does not
     behind = np.clip(behind.reshape(low, low, 3) + 0.5, 0, 255).astype(np.uint8)
@@ -244,7 +245,7 @@ def _group_fill(texels: TexelMap, select: np.ndarray, colour: np.ndarray, weight
     return pull_push(crop, crop_w, skip_levels=1)[rows - r0, cols - c0]
 
 
-def _region_fills(texels: TexelMap, layers: TexelLayers, hair: np.ndarray | None) -> np.ndarray:
+def _region_fills(texels: TexelMap, layers: TexelLayers, hair_round_head) -> np.ndarray:
     """(T, 3) float32 smooth per-region fill (see the module docstring, step 3), from the seen photo and,
     where that is missing, the darkened mirror."""
     seen_rgb, seen_w, mirror_w = layers.seen_rgb, layers.seen_w, layers.mirror_w
@@ -258,11 +259,12 @@ def _region_fills(texels: TexelMap, layers: TexelLayers, hair: np.ndarray | None
     person = np.median(seen_rgb[seen], 0) if seen.any() else skin
     low = seen & (region == BODY) & (texels.template_m[:, 2] < 0.25)
     shoes_fallback = np.median(seen_rgb[low], 0) if low.sum() > 20 else person
-    for code, fallback in ((BODY, person), (HAND, skin), (FOOT, shoes_fallback), (EYE, EYE_COLOUR),
-                           (INNER, INNER_COLOUR)):
-        select = region == code
+    sole = texels.template_normal[:, 2] < -0.6
+    for select, fallback in ((region == BODY, person), (region == HAND, skin), (region == EYE, EYE_COLOUR),
+                             (region == INNER, INNER_COLOUR), ((region == FOOT) & sole, shoes_fallback),
+                             ((region == FOOT) & ~sole, shoes_fallback)):  # soles and uppers apart
         fill[select] = _group_fill(texels, select, known, known_w, fallback)
-    fill[region == HEAD] = _head_fill(texels, seen_rgb, seen_w, skin, hair)
+    fill[region == HEAD] = _head_fill(texels, seen_rgb, seen_w, skin, hair_round_head)
     return fill
 
 
@@ -302,7 +304,8 @@ def _hair_colour(photo: np.ndarray, views: VertexViews, atlas: UVAtlas) -> np.nd
     r0, r1 = int(max(0, y0 - grow_y)), int(min(small_h, y1 + 1))
     if c1 <= c0 or r1 <= r0:
         return None
-    small = cv2.resize(photo, (small_w, small_h), interpolation=cv2.INTER_AREA)[r0:r1, c0:c1]
+    crop = photo[int(r0 / views.scale) : int(np.ceil(r1 / views.scale)), int(c0 / views.scale) : int(np.ceil(c1 / views.scale))]
+    small = cv2.resize(crop, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
     ring = (small[..., 3] > 200) & ~views.silhouette[r0:r1, c0:c1]
     if ring.sum() < max(8, 0.05 * (x1 - x0) * (y1 - y0)):
         return None
@@ -310,24 +313,34 @@ def _hair_colour(photo: np.ndarray, views: VertexViews, atlas: UVAtlas) -> np.nd
 
 
 def _head_fill(texels: TexelMap, seen_rgb: np.ndarray, seen_w: np.ndarray, skin: np.ndarray,
-               hair_colour: np.ndarray | None) -> np.ndarray:
+               hair_round_head) -> np.ndarray:
     """(n_head, 3): the head's front fills from the seen skin of the head; its top, sides and back from the
-    hair seen on the scalp (colours unlike the skin) where there is enough, else the hair round the head
-    (``_hair_colour``), shaded darker towards the nape, else (a bald head) from the seen scalp."""
+    hair seen on the scalp (above the brow, the sides and back: colours unlike the skin) where there is enough, else the hair round the head
+    (``hair_round_head()``, see ``_hair_colour``), shaded darker towards the nape, else (a bald head) from
+    the seen scalp."""
     head = texels.region == HEAD
-    normal = texels.template_normal
-    seen = head & (seen_w > 0.1)
-    not_skin = _unlike_skin(seen_rgb, skin)
-    scalp = seen & (normal[:, 1] > -0.5)
+    normal = texels.template_normal[head]
+    rgb, weight = seen_rgb[head], seen_w[head]
+    seen = weight > 0.1
+    not_skin = _unlike_skin(rgb, skin)
+    eyes = texels.template_m[texels.region == EYE, 2]
+    brow = eyes.mean() + 0.02 if eyes.size else np.inf
+    scalp = seen & ((normal[:, 1] > -0.2) | (texels.template_m[head, 2] > brow))  # back, sides, above the brow
     on_scalp = scalp & not_skin
-    skin_like = seen & ~not_skin
-    front = _group_fill(texels, head, seen_rgb, np.where(skin_like, seen_w, 0.0), skin)
-    if on_scalp.sum() >= HAIR_MIN_TEXELS:
-        colour = np.median(seen_rgb[on_scalp], 0)
-        behind = _group_fill(texels, head, seen_rgb, np.where(on_scalp, seen_w, 0.0), colour)
-    elif hair_colour is not None:
-        behind = hair_colour[None] * (0.85 + 0.15 * normal[head, 2:3])
+    front = _group_fill(texels, head, seen_rgb, _scatter(head, np.where(seen & ~not_skin, weight, 0.0)), skin)
+    hair_colour = None if on_scalp.sum() >= HAIR_MIN_TEXELS else hair_round_head()
+    if hair_colour is not None:
+        behind = hair_colour[None] * (0.85 + 0.15 * normal[:, 2:3])
     else:
-        behind = _group_fill(texels, head, seen_rgb, np.where(scalp, seen_w, 0.0), skin)
-    towards_back = np.clip((normal[head, 1:2] + 0.6) / 0.5, 0.0, 1.0)
+        sources = on_scalp if on_scalp.sum() >= HAIR_MIN_TEXELS else scalp
+        colour = np.median(rgb[sources], 0) if sources.any() else skin
+        behind = _group_fill(texels, head, seen_rgb, _scatter(head, np.where(sources, weight, 0.0)), colour)
+    towards_back = np.clip((normal[:, 1:2] + 0.6) / 0.5, 0.0, 1.0)
     return front + towards_back * (behind - front)
+
+
+def _scatter(select: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A full-length array: ``values`` at the ``select``ed places, 0 elsewhere."""
+    out = np.zeros(select.shape, np.asarray(values).dtype)
+    out[select] = values
+    return out
