@@ -92,13 +92,46 @@ class MeshReport(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class GarmentReport(_Record):
+    """What the clothing stage saw in the photo (``munet.fitting.garments``, ``munet.fitting.hair``).
+
+    garment: ``"trousers"``, ``"shorts"``, ``"skirt"``, ``"dress"``, ``"long_coat"`` (these three are closed
+    round both legs down to the hem) or ``"unseen"`` (the legs are out of the photo); hem_leg_u: the hem on
+    the leg (0 hip joint, 1 knee, 2 ankle), None when not loose; garment_evidence: the numbers the decision
+    used (levels down the legs with a gap between the body's legs, how many the mask bridges, the flare
+    beyond the body, colour distances); hair: ``"none"``, ``"short"``, ``"long"`` or ``"unseen"``;
+    hair_evidence: the mask's reach beyond the bald head on top, at the sides and beside the neck (cm), the
+    vertices measured and the colour distances. NaN reads None.
+    """
+
+    garment: str
+    hem_leg_u: float | None
+    garment_evidence: dict[str, Any]
+    hair: str
+    hair_evidence: dict[str, Any]
+
+    @classmethod
+    def of(cls, garment: str, hem_u: float | None, garment_evidence: Mapping, hair: str,
+           hair_evidence: Mapping) -> "GarmentReport":
+        return cls(garment, hem_u, _finite(garment_evidence), hair, _finite(hair_evidence))
+
+
+def _finite(values: Mapping) -> dict[str, Any]:
+    """A copy with NaN and infinite floats as None (JSON has no NaN)."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class ClothedMeshReport(_Record):
-    """The clothed surface's size and its offsets along the body's normals (metres)."""
+    """The clothed surface's size, its offsets from the body (metres) and what it wears (None: not built)."""
+
+    _OMIT_NONE: ClassVar[tuple[str, ...]] = ("garments",)
 
     vertices: int
     faces: int
     max_offset_m: float
     mean_offset_m: float
+    garments: GarmentReport | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +371,7 @@ class PlainReport:
 
 __all__ = [
     "AlignmentReport", "CameraReport", "ClothedMeshReport", "CueAgreement", "DepthCues", "DepthReport",
-    "DetectorReport", "FootDirection", "GroundPlaneVote", "Hypothesis", "ImageReport", "LegDepths",
+    "DetectorReport", "FootDirection", "GarmentReport", "GroundPlaneVote", "Hypothesis", "ImageReport", "LegDepths",
     "LegOrderVote", "MeshReport", "NetworkReport", "PlainReport", "ReconstructionReport", "SkeletonReport",
     "TextureReport", "Timings", "WithoutGround",
 ]

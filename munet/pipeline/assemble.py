@@ -42,7 +42,8 @@ def assemble(records: StageRecords) -> Reconstruction:
     clothed = None
     if records.clothing is not None:
         clothed = SkinnedSurface(rest_vertices_m=records.clothing.rest_vertices_m,
-                                 posed_vertices_m=rig.clothed_posed_vertices_m, faces=refined.faces, skin=rig.skin,
+                                 posed_vertices_m=rig.clothed_posed_vertices_m, faces=refined.faces,
+                                 skin=rig.clothed_skin if rig.clothed_skin is not None else rig.skin,
                                  uv_per_corner=uv)
     return Reconstruction(
         body=body,
@@ -114,7 +115,8 @@ def _clothed_mesh(clothing: ClothingResult | None, faces: np.ndarray) -> Clothed
     if clothing is None:
         return None
     return ClothedMeshReport(int(clothing.rest_vertices_m.shape[0]), int(faces.shape[0]),
-                             round(float(clothing.offsets_m.max()), 4), round(float(clothing.offsets_m.mean()), 4))
+                             round(float(clothing.offsets_m.max()), 4), round(float(clothing.offsets_m.mean()), 4),
+                             clothing.garments)
 
 
 def _camera(detected: Detected, refined: Refined) -> CameraReport:

@@ -218,27 +218,45 @@ def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter:
 
 def fit_clothes(body: BodyModel, detected: Detected, initialised: Initialised, refined: Refined,
                 operator) -> ClothingResult:
-    """Normal offsets within per-region caps (``munet.fitting.clothing``), seeded with the network's
-    clothed surface when it predicted one. operator: the body topology's ``mean_neighbour_operator``."""
-    from munet.fitting.clothing import CAP_SMOOTHING_ITERATIONS, fit_clothing, region_caps
+    """The clothed surface: offsets measured in the photo's pose and regularised on the rest surface per
+    body region (``munet.fitting.clothing``), seeded with the network's clothed surface when it predicted
+    one; then hair (``munet.fitting.hair``) and a skirt, dress or long coat closed round both legs
+    (``munet.fitting.garments``). operator: the body topology's ``mean_neighbour_operator``."""
+    from munet.fitting.clothing import CAP_SMOOTHING_ITERATIONS, fit_offsets, part_caps, region_caps
+    from munet.fitting.garments import dress
+    from munet.fitting.hair import HairPhoto, fit_hair
+    from munet.fitting.regions import body_regions
     from munet.geometry.mesh import smooth_field, vertex_normals
 
+    regions = body_regions(body)
     rest_v, posed_v, faces = refined.rest_vertices_m, refined.posed_vertices_m, refined.faces
     dense = body.dense_weights.numpy()
-    caps = region_caps(dense, tuple(body.joint_names), vertex_normals(rest_v, faces))
-    caps = smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS)  # no steps between regions
+    normals = vertex_normals(rest_v, faces).astype(np.float64)
+    caps = region_caps(dense, tuple(body.joint_names), normals)
+    caps = part_caps(smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS), regions)  # no steps between regions
     skin_rotations = np.einsum("vj,jab->vab", dense, refined.posed.global_rotations[0].numpy())
+    field = fit_offsets(posed_v, rest_v, faces, refined.camera, detected.targets.mask, caps, skin_rotations,
+                        operator=operator, regions=regions, rest_normals=normals,
+                        initial_m=_network_offsets(initialised, refined, skin_rotations, normals))
+    hair = fit_hair(field, regions, operator, rest_v, faces,
+                    HairPhoto(detected.image.rgb, detected.targets.mask, refined.camera, posed_v,
+                              bool(detected.targets.facing_away)))
+    return dress(body, detected, refined, regions, field, hair, operator)
+
+
+def _network_offsets(initialised: Initialised, refined: Refined, skin_rotations: np.ndarray,
+                     rest_normals: np.ndarray) -> np.ndarray | None:
+    """(V,) the network clothed stage's offsets as lengths along the body's rest normals (>= 0), or None.
+
+    Its offsets (camera frame) -> world -> rest: LBS(rest + d) = LBS(rest) + M d with M the vertex's blended
+    rotation, so the rest offset is M^-1 d; only its part along the rest normal is kept (a sideways part
+    would slide the surface over the body). rest_normals: (V, 3) the rest body's vertex normals."""
     network = initialised.network
-    if network is not None and network.clothed_cam is not None:
-        # the clothed stage's offsets (camera frame) -> world, seeding the clothing fit
-        seed = (network.clothed_cam - network.body_cam) @ refined.camera.R_world_to_cam
-        # LBS(rest + d) = LBS(rest) + M d with M the vertex's blended rotation (not orthonormal where
-        # weights blend), so the rest offset is M^-1 d: the seeded surfaces stay one rig
-        rest_offsets = np.linalg.solve(skin_rotations.astype(np.float64), seed.astype(np.float64)[..., None])[..., 0]
-        posed_v = (posed_v + seed).astype(np.float32)
-        rest_v = (rest_v + rest_offsets).astype(np.float32)
-    return fit_clothing(posed_v, rest_v, faces, refined.camera, detected.targets.mask, caps, skin_rotations,
-                        operator=operator)
+    if network is None or network.clothed_cam is None:
+        return None
+    seed = (network.clothed_cam - network.body_cam) @ refined.camera.R_world_to_cam
+    rest_offsets = np.linalg.solve(skin_rotations.astype(np.float64), seed.astype(np.float64)[..., None])[..., 0]
+    return np.maximum((rest_offsets * rest_normals).sum(1), 0.0)
 
 
 # ---- rig ----------------------------------------------------------------------------------------------------
@@ -250,7 +268,8 @@ class Rig:
 
     pose_axis_angle: (J, 3) float32 local rotations (radians); rest_vertices_m / posed_vertices_m: (V, 3)
     float32 body, world frame; clothed_posed_vertices_m: (V, 3) float32, the clothed rest surface posed on
-    this skeleton (None without clothing).
+    this skeleton (None without clothing); clothed_skin: the clothed surface's own weights when they differ
+    from the body's (a skirt blends its vertices between the pelvis and both thighs), else None.
     """
 
     skeleton: Skeleton
@@ -259,6 +278,7 @@ class Rig:
     rest_vertices_m: np.ndarray
     posed_vertices_m: np.ndarray
     clothed_posed_vertices_m: np.ndarray | None
+    clothed_skin: SkinWeights | None = None
 
 
 def build_rig(body: BodyModel, full_body: BodyModel | None, refined: Refined,
@@ -275,8 +295,20 @@ def build_rig(body: BodyModel, full_body: BodyModel | None, refined: Refined,
             skin=body.skin_weights(), rest_vertices_m=refined.rest_vertices_m,
             posed_vertices_m=refined.posed_vertices_m,
             clothed_posed_vertices_m=None if clothing is None else clothing.posed_vertices_m,
+            clothed_skin=_clothed_skin(clothing, None),
         )
     return _full_rig(full_body, refined, clothing)
+
+
+def _clothed_skin(clothing: ClothingResult | None, full: BodyModel | None) -> SkinWeights | None:
+    """The clothed surface's own skin (smpl24, or on ``full``'s skeleton), None when it is the body's."""
+    from munet.fitting.skirt import blended_weights, sparse_skin
+
+    if clothing is None or clothing.skin_dense is None:
+        return None
+    if full is None:
+        return sparse_skin(clothing.skin_dense)
+    return sparse_skin(blended_weights(full.dense_weights.numpy(), clothing.skirt_blend, tuple(full.joint_names)))
 
 
 def _full_rig(full: BodyModel, refined: Refined, clothing: ClothingResult | None) -> Rig:
@@ -291,10 +323,12 @@ def _full_rig(full: BodyModel, refined: Refined, clothing: ClothingResult | None
         rest_v, rest_j = full.rest(refined.state.shape[:1].to(dtype))
         local = full_local_rotations(full, refined.posed.global_rotations)
         out = full.pose_rotations(rest_v, rest_j, local, translation)
-        clothed = None
+        clothed, clothed_skin = None, _clothed_skin(clothing, full)
         if clothing is not None:
+            weights = full.dense_weights if clothed_skin is None else torch.from_numpy(
+                clothed_skin.dense(len(full.joint_names))).to(dtype)
             posed_surface = skin_vertices(torch.from_numpy(clothing.rest_vertices_m)[None].to(dtype), rest_j,
-                                          out.global_rotations, out.joints_m - translation[:, None], full.dense_weights)
+                                          out.global_rotations, out.joints_m - translation[:, None], weights)
             clothed = (posed_surface + translation[:, None])[0].numpy().astype(np.float32)
     return Rig(
         skeleton=full.skeleton(rest_j[0]),
@@ -303,6 +337,7 @@ def _full_rig(full: BodyModel, refined: Refined, clothing: ClothingResult | None
         rest_vertices_m=rest_v[0].numpy().astype(np.float32),
         posed_vertices_m=out.vertices_m[0].numpy().astype(np.float32),
         clothed_posed_vertices_m=clothed,
+        clothed_skin=clothed_skin,
     )
 
 
