@@ -90,7 +90,8 @@ def _steps(args: tuple, size: int, runs: int, warmup: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="photo to reconstruct (default: tests/data/lunge.jpg)")
+    parser.add_argument("--photo", default=str(DEFAULT_PHOTO),
+                        help="photo to reconstruct (default: tests/data/lunge.jpg)")
     parser.add_argument("--size", type=int, default=2048, help="atlas side in pixels (1024-4096)")
     parser.add_argument("--runs", type=int, default=7, help="timed runs (the median is reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")

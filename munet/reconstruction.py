@@ -210,7 +210,7 @@ class ReconstructOptions:
         if isinstance(iterations, bool) or not isinstance(iterations, int) or not 0 <= iterations <= self.MAX_REFINE_ITERATIONS:
             raise BadOptionsError(f"option refine_iterations must be an integer in [0, {self.MAX_REFINE_ITERATIONS}]")
         size = self.texture_size
-        if isinstance(size, bool) or not isinstance(size, int) or not self.TEXTURE_SIZES[0] <= size <= self.TEXTURE_SIZES[1]:
-            raise BadOptionsError(f"option texture_size must be an integer in [{self.TEXTURE_SIZES[0]}, "
-                                  f"{self.TEXTURE_SIZES[1]}] (pixels)")
+        low, high = self.TEXTURE_SIZES
+        if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+            raise BadOptionsError(f"option texture_size must be an integer in [{low}, {high}] (pixels)")
         return self

@@ -162,7 +162,8 @@ def _torso_sides(reconstruction: Reconstruction, texels) -> tuple[np.ndarray, np
     from munet.texture.atlas import BODY
 
     template = texels.template_m
-    torso = (texels.region == BODY) & (template[:, 2] > 0.95) & (template[:, 2] < 1.25) & (np.abs(template[:, 0]) < 0.12)
+    chest_height = (template[:, 2] > 0.95) & (template[:, 2] < 1.25)  # below the shoulder blades
+    torso = (texels.region == BODY) & chest_height & (np.abs(template[:, 0]) < 0.12)
     from munet.geometry.mesh import vertex_normals
 
     posed = reconstruction.clothed.posed_vertices_m.astype(np.float64)
@@ -183,7 +184,8 @@ def test_unseen_side_is_not_one_colour_and_continues_the_garment(reconstructions
     assert seen.sum() > 200 and unseen.sum() > 200
     luminance = colours @ np.array([0.299, 0.587, 0.114])
     spread_seen, spread_unseen = luminance[seen].std(), luminance[unseen].std()
-    assert spread_unseen > 0.25 * spread_seen, f"{name}: the unseen torso is flat ({spread_unseen:.1f} vs {spread_seen:.1f})"
+    assert spread_unseen > 0.25 * spread_seen, \
+        f"{name}: the unseen torso is flat ({spread_unseen:.1f} vs {spread_seen:.1f})"
     gap = np.linalg.norm(colours[seen].mean(0) - colours[unseen].mean(0))
     assert gap < 40, f"{name}: the unseen torso's mean colour is {gap:.0f} away from the seen garment's"
 

@@ -61,7 +61,8 @@ class TexelMap:
     texel: (T,) int64 flat indices (row * resolution + column); vertex: (T, 3) int32 the corners of the
     texel's face; bary: (T, 3) float32 barycentric weights; region: (T,) int8; mirror_vertex, mirror_bary:
     the same for the texel's mirror point (the template's surface point on the other side of the body with
-    the texel's height and left-right position; the texel itself where none); template_normal: (T, 3) float32 unit normal and
+    the texel's height and left-right position; the texel itself where none); template_normal: (T, 3) float32
+    unit normal and
     template_m: (T, 3) float32 position on the rest template.
     """
 

@@ -38,7 +38,8 @@ from munet.texture.fill import pull_push
 DEFAULT_SIZE = 2048
 SIZE_RANGE = (1024, 4096)
 LOW_RESOLUTION = 512
-"""The per-texel work (visibility, mirror, region fills) runs on a texel map this size (a quarter of the\natlas side above 2048); the photo itself is sampled at the full size."""
+"""The per-texel work (visibility, mirror, region fills) runs on a texel map this size (a quarter of the
+atlas side above 2048); the photo itself is sampled at the full size."""
 JPEG_QUALITY = 92
 ERODE_FRACTION = 0.01
 """The person mask is eroded by this fraction of the person's height in the photo (at least 2 px)."""
@@ -164,7 +165,8 @@ def _assemble(photo: np.ndarray, texels: TexelMap, layers: TexelLayers, back: np
 class VertexViews:
     """How the photo camera sees each vertex. xy: (V, 2) float32 photo pixels; weight: (V,) float32 in
     [0, 1], 0 where hidden (z-buffer) or behind the camera, ramping up from grazing; person_height_px: the
-    height of the part of the surface inside the photo; silhouette: (h, w) bool the surface's silhouette on the z-buffer's grid,
+    height of the part of the surface inside the photo; silhouette: (h, w) bool the surface's silhouette on the
+    z-buffer's grid,
     ``scale`` times the photo's size."""
 
     xy: np.ndarray
@@ -304,7 +306,8 @@ def _hair_colour(photo: np.ndarray, views: VertexViews, atlas: UVAtlas) -> np.nd
     r0, r1 = int(max(0, y0 - grow_y)), int(min(small_h, y1 + 1))
     if c1 <= c0 or r1 <= r0:
         return None
-    crop = photo[int(r0 / views.scale) : int(np.ceil(r1 / views.scale)), int(c0 / views.scale) : int(np.ceil(c1 / views.scale))]
+    rows = slice(int(r0 / views.scale), int(np.ceil(r1 / views.scale)))
+    crop = photo[rows, int(c0 / views.scale) : int(np.ceil(c1 / views.scale))]
     small = cv2.resize(crop, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
     ring = (small[..., 3] > 200) & ~views.silhouette[r0:r1, c0:c1]
     if ring.sum() < max(8, 0.05 * (x1 - x0) * (y1 - y0)):
@@ -315,7 +318,8 @@ def _hair_colour(photo: np.ndarray, views: VertexViews, atlas: UVAtlas) -> np.nd
 def _head_fill(texels: TexelMap, seen_rgb: np.ndarray, seen_w: np.ndarray, skin: np.ndarray,
                hair_round_head) -> np.ndarray:
     """(n_head, 3): the head's front fills from the seen skin of the head; its top, sides and back from the
-    hair seen on the scalp (above the brow, the sides and back: colours unlike the skin) where there is enough, else the hair round the head
+    hair seen on the scalp (above the brow, the sides and back: colours unlike the skin) where there is enough,
+    else the hair round the head
     (``hair_round_head()``, see ``_hair_colour``), shaded darker towards the nape, else (a bald head) from
     the seen scalp."""
     head = texels.region == HEAD
