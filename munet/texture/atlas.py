@@ -143,28 +143,6 @@ def texel_map(atlas: UVAtlas, resolution: int) -> TexelMap:
     return loaded
 
 
-def coverage(atlas: UVAtlas, resolution: int) -> np.ndarray:
-    """(resolution, resolution) bool, row 0 = v 1: texels whose centre lies in some UV triangle (cached)."""
-    key = (atlas.key, -int(resolution))
-    if key not in _COVERAGE:
-        path = paths.cache_dir() / "texture" / f"coverage-{atlas.key}-{resolution}.npy"
-        if path.exists():
-            packed = np.load(path)
-        else:
-            num_faces = len(atlas.faces)
-            corners = np.stack([atlas.uv_per_corner[..., 0], 1.0 - atlas.uv_per_corner[..., 1]], -1) * resolution
-            faces = torch.arange(3 * num_faces, dtype=torch.int64).reshape(num_faces, 3)
-            raster = rasterize(torch.from_numpy(corners.reshape(1, -1, 2).astype(np.float32)), faces,
-                               (resolution, resolution))
-            packed = np.packbits(raster.mask[0].numpy().reshape(-1))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path.with_suffix(".tmp.npy"), packed)
-            path.with_suffix(".tmp.npy").replace(path)
-        _COVERAGE[key] = np.unpackbits(packed)[: resolution * resolution].astype(bool).reshape(resolution, resolution)
-    return _COVERAGE[key]
-
-
-_COVERAGE: dict[tuple[str, int], np.ndarray] = {}
 _ARRAY_FIELDS = ("texel", "vertex", "bary", "region", "mirror_vertex", "mirror_bary", "template_normal", "template_m")
 
 
