@@ -44,6 +44,7 @@ bench: setup
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks.protocol
 	$(PY) -m benchmarks.load
+	$(PY) -m benchmarks.coldstart
 
 # The backend's wheel (munet + munet_backend + the shipped checkpoint; no training, no tests) in dist/.
 # setuptools reuses build/lib: a stale copy there would ship modules deleted since.

@@ -96,28 +96,64 @@ class PipelineEngine:
                                   smpl_dir=self.smpl_dir).validate()
 
     def load(self) -> None:
+        """Build the pipeline and load the network's checkpoint now: a missing or corrupt checkpoint fails
+        the server's start (``CheckpointError``, exit code 7), not its first request."""
         from munet.pipeline import Pipeline
 
+        from munet.errors import CheckpointError, MunetError
+
         self._pipeline = Pipeline(smpl_dir=self.smpl_dir)
+        try:
+            self._pipeline.prepare(self._options(protocol.Options()))  # the fitter is built: this loads the network
+        except MunetError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a corrupt file surfaces as whatever its reader raises
+            raise CheckpointError(f"the checkpoint {self.checkpoint or '(the shipped one)'} cannot be loaded "
+                                  f"({type(e).__name__}: {e}): give a valid MuNet checkpoint with --checkpoint, "
+                                  "or reinstall the backend") from e
 
     def info(self) -> EngineInfo:
         from munet.reconstruction import ReconstructOptions
 
         details = dict(self._pipeline.info()) if self._pipeline is not None else {}
-        checkpoint = details.get("checkpoint")
+        path = details.get("checkpoint")
         return EngineInfo(
             engine="munet.pipeline",
             device=str(details.get("device", self.device)),
             body_models=tuple(details.get("body_models", ReconstructOptions.CHOICES["body_model"])),
             skeletons=tuple(details.get("skeletons", ReconstructOptions.CHOICES["skeleton"])),
-            checkpoint=checkpoint if isinstance(checkpoint, dict) and "id" in checkpoint else None,
-            versions={**runtime_versions(), **{str(k): str(v) for k, v in dict(details.get("versions", {})).items()}},
+            checkpoint=checkpoint_facts(path) if isinstance(path, str) else None,
+            versions={**runtime_versions(), **{k[:-len("_version")]: str(v) for k, v in details.items() if k.endswith("_version")}},
         )
 
     def reconstruct(self, image: bytes, options: protocol.Options, progress: ProgressFn, cancel: threading.Event) -> Any:
         if self._pipeline is None:
             raise RuntimeError("PipelineEngine.reconstruct called before load()")
         return self._pipeline.reconstruct(image, self._options(options), progress=progress, cancel=cancel)
+
+
+def checkpoint_facts(path: str) -> dict[str, Any] | None:
+    """What ``info`` says about a checkpoint: ``id`` (the file's stem and the first 12 hex digits of its
+    SHA-256: two different weights never share an id), ``file`` (its name, not the server's path), and from
+    its JSON metadata the training ``commit``, ``steps`` and ``metrics`` (a map, empty when none)."""
+    import hashlib
+    import json
+    import pathlib
+
+    weights = pathlib.Path(path)
+    try:
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        meta_path = weights.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError) as e:
+        log.warning("cannot describe checkpoint %s: %s", weights, e)
+        return None
+    metrics = meta.get("metrics")
+    return {"id": f"{weights.stem}-{digest.hexdigest()[:12]}", "file": weights.name, "commit": meta.get("commit"),
+            "steps": meta.get("steps"), "metrics": metrics if isinstance(metrics, dict) else {}}
 
 
 def load_engine_class(spec: str) -> Callable[..., Engine]:

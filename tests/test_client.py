@@ -191,3 +191,19 @@ def test_cli_exit_codes(server, tmp_path):
     bad = munet("client", "reconstruct", str(text), "--endpoint", server.endpoint, "-o", str(tmp_path / "x.npz"))
     assert bad.returncode == 3 and "bad_image" in bad.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    """`munet --help` and a bad command line answer at once: the commands import their heavy modules in run()."""
+    code = ("import sys\n"
+            "from backend import cli\n"
+            "for argv in (['--help'], ['reconstruct'], ['serve', '--workers', 'x'], ['client', 'reconstruct', 'p.jpg']):\n"
+            "    try:\n"
+            "        cli.build_parser().parse_args(argv)\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == (0 if argv == ['--help'] else 2), (argv, e.code)\n"
+            "heavy = sorted(m for m in ('torch', 'mediapipe', 'anny', 'cv2', 'scipy') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

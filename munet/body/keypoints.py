@@ -69,7 +69,28 @@ def _coco_weights() -> dict[str, dict[int, float]]:
 
 @functools.lru_cache(maxsize=1)
 def mediapipe_regressor_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """(33, K) int64 vertex indices and (33, K) float32 weights (rows sum to 1) on Anny's topology."""
+    """(33, K) int64 vertex indices and (33, K) float32 weights (rows sum to 1) on Anny's topology.
+
+    Built once (~1 s) and cached under ``munet.paths.cache_dir()``, named by a hash of Anny's version and
+    this module's source (so a change of either rebuilds it); ``munet setup`` builds it."""
+    import pathlib
+
+    from munet import paths
+    from munet.body.anny_model import ANNY_VERSION
+
+    key = paths.content_hash("mediapipe-regressor", ANNY_VERSION, pathlib.Path(__file__).read_bytes())
+    path = paths.cache_dir() / f"mediapipe-regressor-{key}.npz"
+    if path.exists():
+        with np.load(path) as cached:
+            return cached["indices"], cached["weights"]
+    indices, weights = _build_regressor_arrays()
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, indices=indices, weights=weights)
+    tmp.replace(path)
+    return indices, weights
+
+
+def _build_regressor_arrays() -> tuple[np.ndarray, np.ndarray]:
     from munet.body.anny_model import AnnyBody
 
     body = AnnyBody(skeleton="full", dtype=torch.float64)

@@ -149,6 +149,16 @@ class Pipeline:
             self._operators[key] = mean_neighbour_operator(faces, num_vertices)
         return self._operators[key]
 
+    def prepare(self, options: ReconstructOptions | None = None) -> None:
+        """Load now what ``options`` need (body model, fitter, the network and its checkpoint), so the first
+        reconstruction is as fast as the next and a missing or corrupt checkpoint fails here
+        (``CheckpointError``), not in the first request."""
+        options = (options or ReconstructOptions()).validate()
+        _check_options(options)
+        with self._lock:
+            self._fitter(options.body_model, options.smpl_dir)
+            self._network(options)
+
     def info(self) -> dict:
         """JSON-able facts about this backend: versions, device, body models, skeletons, checkpoint (the
         last one used, else the one method "network" would load)."""
