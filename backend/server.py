@@ -33,6 +33,7 @@ from typing import Any, Callable
 import zmq
 
 from . import protocol, transport
+from .guard import FRAME_OVERHEAD, PeerGuard
 from .service import Engine, Job, WorkerPool
 from munet.errors import MunetError
 
@@ -41,6 +42,36 @@ log = logging.getLogger(__name__)
 SERVER_VERSION = "0.1.0"
 _TICK_S = 0.05  # loop wake-up for deadlines, keepalive and stop requests
 _BATCH = 256  # messages handled per socket per wake-up, so one socket cannot starve the other
+_ENVELOPE_FRAMES = 4  # routing frames accepted before the delimiter (one per hop)
+_FRAME_SLACK = 64 << 10  # beyond the largest field, for a frame's own overhead
+_SLOW_READER_LOG_S = 10.0  # at most one "reads too slowly" line per client per this many seconds
+
+
+def frame_limit(limits: protocol.Limits) -> int:
+    """ZeroMQ's ``MAXMSGSIZE`` for a server socket: the largest legitimate request frame (the photo, or a
+    header) plus slack. A peer sending a bigger frame is disconnected before the frame is buffered."""
+    return max(limits.max_image_bytes, limits.max_header_bytes) + _FRAME_SLACK
+
+
+def request_limit(limits: protocol.Limits) -> int:
+    """The most bytes a legitimate request holds (envelope, header and photo): more is refused, and a peer
+    with more than this of an unfinished message is dropped (``backend.guard``)."""
+    frames = _ENVELOPE_FRAMES + 1 + limits.max_frames
+    return limits.max_header_bytes + limits.max_image_bytes + frames * (FRAME_OVERHEAD + 256)
+
+
+def harden(sock: zmq.Socket, limits: protocol.Limits) -> None:
+    """The options every socket facing clients gets: per-frame limit, handshake deadline, TCP keepalive
+    for vanished peers, no routing-id takeover. No ZMTP heartbeats: libzmq counts a frame still arriving
+    as silence, so a slow uplink's photo would be cut; ``backend.guard`` drops stalled peers instead."""
+    sock.maxmsgsize = frame_limit(limits)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, 10_000)  # ZMTP/CURVE handshake within 10 s, or the peer is dropped
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+    if sock.type == zmq.ROUTER:
+        sock.router_handover = False  # a second connection cannot take over a routing id in use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +85,8 @@ class ServerConfig:
     default_timeout_s / max_timeout_s: a request's timeout when it names none / at most.
     curve_keys: key directory for CURVE (see ``backend.transport``); insecure: allow an exposed
         endpoint without CURVE.
+    stall_timeout_s: a peer whose unfinished message stops progressing this long is dropped
+        (``backend.guard``; bound sockets only).
     """
 
     bind: str | None = "tcp://127.0.0.1:5555"
@@ -66,6 +99,7 @@ class ServerConfig:
     insecure: bool = False
     device: str = "auto"
     shutdown_grace_s: float = 3.0
+    stall_timeout_s: float = 30.0
     limits: protocol.Limits = protocol.DEFAULT_LIMITS
 
 
@@ -87,8 +121,11 @@ class Server:
         self._push_socket: zmq.Socket | None = None
         self._push_lock = threading.Lock()
         self._auth: transport.Authenticator | None = None
+        self._guard: PeerGuard | None = None
+        self._guard_events: zmq.Socket | None = None
         self._announce = announce
         self._announced_ready = False
+        self._slow_readers: dict[tuple[bytes, ...], list[float]] = {}  # envelope -> [first drop, count]
 
     # -- setup and teardown
 
@@ -110,11 +147,11 @@ class Server:
         router = self._ctx.socket(zmq.ROUTER)
         router.linger = 1000
         router.router_mandatory = True  # a send to a vanished client raises EHOSTUNREACH
-        router.router_handover = True
-        router.maxmsgsize = 2 * cfg.limits.max_image_bytes + (1 << 20)  # bigger frames drop the peer
+        harden(router, cfg.limits)
         router.sndhwm, router.rcvhwm = 10_000, 1000  # replies may burst; requests are drained fast
-        router.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        if cfg.bind:
+            self._guard = PeerGuard(request_limit(cfg.limits), stall_s=cfg.stall_timeout_s)
+            self._guard_events = self._guard.watch(router)
         if keys is not None and cfg.bind:
             self._auth = transport.Authenticator(keys)
             transport.secure_server(router, keys)
@@ -126,6 +163,8 @@ class Server:
             transport.connect(router, cfg.connect)
             self.endpoint = cfg.connect
         self._router = router
+        if self._guard is not None:
+            self._guard.start()
         self._pool.start()
         log.info("%s %s with %d worker(s), queue %d%s", "listening on" if cfg.bind else "connected to broker at",
                  self.endpoint, cfg.workers, cfg.queue_size, ", CURVE" if keys else "")
@@ -140,6 +179,9 @@ class Server:
             if sock is not None:
                 sock.close()
         self._router = self._outbox = None
+        if self._guard is not None:
+            self._guard.stop()
+            self._guard = self._guard_events = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -152,13 +194,17 @@ class Server:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._outbox, zmq.POLLIN)
+        if self._guard_events is not None:
+            poller.register(self._guard_events, zmq.POLLIN)
         failure: BaseException | None = None
         while not stop.is_set():
             events = dict(poller.poll(_TICK_S * 1000))
+            if self._guard is not None:
+                self._guard.events()  # connections are known before their messages are read
             if self._outbox in events:
                 self._drain(self._outbox, self._forward)
             if self._router in events:
-                self._drain(self._router, self._handle)
+                self._drain_router()
             self._tick(time.monotonic())
             if self._pool.load_error is not None:
                 failure = self._pool.load_error
@@ -180,6 +226,42 @@ class Server:
             except Exception:  # noqa: BLE001 - one bad message must not stop the server
                 self.stats["internal_errors"] += 1
                 log.exception("unexpected error while handling a message")
+
+    def _drain_router(self) -> None:
+        for _ in range(_BATCH):
+            try:
+                frames = self._receive()
+            except zmq.Again:
+                return
+            try:
+                self._handle(frames)
+            except Exception:  # noqa: BLE001 - one bad message must not stop the server
+                self.stats["internal_errors"] += 1
+                log.exception("unexpected error while handling a message")
+
+    def _receive(self) -> list[zmq.Frame]:
+        """One message from the ROUTER, frame by frame: beyond the frame-count or byte limits of a request
+        the remaining frames are released as they are read (never all held at once); such a message is
+        answered ``bad_request`` (``_handle`` sees only its first frames, which cannot decode)."""
+        limits = self.config.limits
+        max_frames = _ENVELOPE_FRAMES + 1 + limits.max_frames
+        max_bytes = request_limit(limits)
+        frame = self._router.recv(zmq.NOBLOCK, copy=False)
+        frames, total, count, consumed = [frame], len(frame), 1, len(frame) + FRAME_OVERHEAD
+        while frame.more:
+            frame = self._router.recv(copy=False)
+            count += 1
+            consumed += len(frame) + FRAME_OVERHEAD
+            if total + len(frame) <= max_bytes and count <= max_frames:
+                frames.append(frame)
+                total += len(frame)
+        if self._guard is not None:
+            self._guard.consumed(frames[0], consumed)
+        if count > len(frames):
+            self.stats["oversized"] += 1
+            log.info("a message of %d frames / over %d bytes was cut to its first %d frames", count, max_bytes, len(frames))
+            frames.append(_OVERSIZED)
+        return frames
 
     def _shutdown(self, failure: BaseException | None) -> None:
         code = getattr(failure, "code", "internal") if failure is not None else "shutting_down"
@@ -226,9 +308,26 @@ class Server:
                 self._client_gone(envelope)
             elif e.errno == errno.EAGAIN:
                 self.stats["send_dropped_full"] += 1
-                log.warning("client %r reads too slowly: a reply was dropped", envelope)
+                self._slow_reader(envelope)
             else:
                 raise
+
+    def _slow_reader(self, envelope: tuple[bytes, ...], now: float | None = None) -> None:
+        """Log a dropped reply: the first one of a client at once, then one line per ``_SLOW_READER_LOG_S``
+        with the count dropped meanwhile (a client that never reads would otherwise flood the log)."""
+        now = time.monotonic() if now is None else now
+        entry = self._slow_readers.get(envelope)
+        if entry is None:
+            if len(self._slow_readers) > 1000:
+                self._slow_readers.clear()
+            self._slow_readers[envelope] = [now, 0]
+            log.warning("client %r reads too slowly: a reply was dropped", envelope)
+            return
+        entry[1] += 1
+        if now - entry[0] >= _SLOW_READER_LOG_S:
+            log.warning("client %r reads too slowly: %d more replies dropped in the last %.0f s", envelope,
+                        entry[1], now - entry[0])
+            entry[0], entry[1] = now, 0
 
     def _client_gone(self, envelope: tuple[bytes, ...]) -> None:
         """The client behind ``envelope`` disconnected: drop its queued jobs, stop its running ones."""
@@ -245,11 +344,19 @@ class Server:
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         self.stats["received"] += 1
+        oversized = frames[-1] is _OVERSIZED
+        if oversized:
+            frames = frames[:-1]
         delimiter = next((i for i, f in enumerate(frames) if len(f) == 0), None)
-        if delimiter is None or delimiter == 0 or delimiter > 4:
+        if delimiter is None or delimiter == 0 or delimiter > _ENVELOPE_FRAMES:
             self.stats["dropped"] += 1  # no routable envelope: nobody to answer
             return
         envelope = tuple(f.bytes for f in frames[:delimiter])
+        if oversized:
+            self.stats["rejected"] += 1
+            self._reply(envelope, protocol.Error(_request_id(frames[delimiter + 1:-1]), "bad_request",
+                                                 "the message has more frames or bytes than any request: refused"))
+            return
         try:
             message = protocol.decode(frames[delimiter + 1:], expect="request", limits=self.config.limits)
         except protocol.ProtocolError as e:
@@ -328,6 +435,19 @@ class Server:
         elif job.request.progress and now - job.last_sent >= protocol.KEEPALIVE_S:
             job.last_sent = now
             self._reply(job.envelope, protocol.Progress(job.id, stage, fraction, position))
+
+
+_OVERSIZED = zmq.Frame(b"")  # marks a message cut by _receive
+
+
+def _request_id(frames: list[zmq.Frame]) -> str | None:
+    """The id of a request that cannot be decoded as a whole, if its header can be read."""
+    if not frames:
+        return None
+    try:
+        return protocol.decode(frames[:1], expect="request").id
+    except protocol.ProtocolError as e:
+        return e.request_id
 
 
 def _envelope_of(frames: list[Any]) -> tuple[bytes, ...]:
