@@ -16,10 +16,11 @@ The offsets are *measured* in the photo's pose and *expressed and regularised* o
 * **Regularised per region on the rest mesh**: neighbour averaging (a uniform-Laplacian smoothing) blends
   the rings into each other; caps by region (``REGION_CAPS_M``; DESIGN.md §7: hair and skirts may go far,
   a forearm may not); the face keeps the Body's face (``FACE_CAP_M``), hands ``HAND_CAP_M``, shoes a
-  small smooth layer (``FOOT_CAP_M``), the eye and mouth cavities none; and a cap on the offset's slope
-  over the rest surface (``GRADIENT_CAP``; ``HEAD_GRADIENT_CAP`` at the hairline) that cuts any remaining
-  peak into a gentle cone. Where a garment covers the body, it bridges the body's small hollows (navel,
-  the fold under the buttocks) instead of following them (``_bridge_hollows``).
+  small smooth layer (``FOOT_CAP_M``), the eye and mouth cavities none; then (``finish_offsets``, once the
+  hair is in) a cap on the offset's slope over the rest surface (``GRADIENT_CAP``; ``HEAD_GRADIENT_CAP`` at
+  the hairline) that cuts any remaining peak into a gentle cone. Where a garment covers the body, it
+  bridges the body's small hollows (navel, the fold under the buttocks) instead of following them
+  (``_bridge_hollows``).
 
 Hair (``munet.fitting.hair``) and loose garments that close round both legs (``munet.fitting.garments``)
 build on this field; the clothing stage (``munet.pipeline.stages.fit_clothes``) runs them in order.
@@ -105,11 +106,55 @@ def region_caps(dense_weights: np.ndarray, joint_names: tuple[str, ...], rest_no
 
 
 def part_caps(caps: np.ndarray, regions) -> np.ndarray:
-    """(V,) the caps with the face, hands, feet and the eye/mouth cavities held to theirs."""
+    """(V,) the caps with the face, hands, feet (no toe into its neighbour: ``BodyRegions.foot_free_m``) and
+    the eye/mouth cavities held to theirs."""
     caps = np.where(regions.face, np.minimum(caps, FACE_CAP_M), caps)
     caps = np.where(regions.hands, np.minimum(caps, HAND_CAP_M), caps)
-    caps = np.where(regions.feet, np.minimum(caps, FOOT_CAP_M), caps)
+    caps = np.where(regions.feet, np.minimum(caps, np.minimum(FOOT_CAP_M, CONTACT_SHARE * regions.foot_free_m)), caps)
     return np.where(regions.inner, 0.0, caps)
+
+
+CONTACT_SHARE = 0.45
+"""Where two limbs nearly touch at rest (the thighs, an arm and the torso or a thigh), each side's offset is
+at most this share of the gap between them, so one limb's clothes never enter the other limb."""
+
+
+def contact_caps(rest_vertices: np.ndarray, regions) -> np.ndarray:
+    """(V,) caps from the gaps between limbs in the rest pose: each leg against the other, each arm (below
+    the shoulder) and hand against the torso and the legs, and those against the arms (metres; inf where no
+    other limb is near)."""
+    from munet.fitting import regions as rg
+
+    caps = np.full(len(rest_vertices), np.inf)
+    arm = np.isin(regions.limb, (rg.ARM_L, rg.ARM_R, rg.HAND_L, rg.HAND_R)) & (regions.arm_u > 0.6)
+    legs = np.isin(regions.limb, (rg.LEG_L, rg.LEG_R))
+    torso = regions.limb == rg.TORSO
+    pairs = [(regions.limb == rg.LEG_L, regions.limb == rg.LEG_R), (arm, torso | legs)]
+    for a, b in pairs:
+        for mine, other in ((a, b), (b, a)):
+            distance, _ = cKDTree(rest_vertices[other]).query(rest_vertices[mine], distance_upper_bound=0.1)
+            caps[mine] = np.minimum(caps[mine], CONTACT_SHARE * distance)
+    return caps
+
+
+def free_space(rest_vertices: np.ndarray, rest_normals: np.ndarray, members: np.ndarray, reach_m: float = 0.03,
+               lateral_m: float = 0.005) -> np.ndarray:
+    """(V,) the free space in front of each of ``members`` (V,) bool along its rest normal: the distance to
+    the nearest body vertex within ``lateral_m`` of the normal's line, facing back, up to ``reach_m`` ahead
+    (between the toes it is a few millimetres); inf elsewhere. Metres."""
+    free = np.full(len(rest_vertices), np.inf)
+    index = np.flatnonzero(members)
+    if index.size == 0:
+        return free
+    pairs = cKDTree(rest_vertices).query_ball_point(rest_vertices[index], reach_m)
+    source = np.repeat(index, [len(p) for p in pairs])
+    target = np.concatenate([np.asarray(p, np.int64) for p in pairs])
+    rel = rest_vertices[target] - rest_vertices[source]
+    ahead = (rel * rest_normals[source]).sum(1)
+    lateral = np.linalg.norm(rel - ahead[:, None] * rest_normals[source], axis=1)
+    blocked = (ahead > 1e-4) & (lateral < lateral_m) & ((rest_normals[target] * rest_normals[source]).sum(1) < 0)
+    np.minimum.at(free, source[blocked], ahead[blocked])
+    return free
 
 
 def _needed_offsets(points_px: np.ndarray, normals_px: np.ndarray, mask: np.ndarray, max_px: np.ndarray) -> np.ndarray:
@@ -209,7 +254,6 @@ def fit_offsets(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: np
     direction = np.einsum("vab,vb->va", skin_rotations.astype(np.float64), rest_normals)
     offsets = np.zeros(num_vertices) if initial_m is None else np.clip(initial_m, 0.0, caps_m)
     wanted = np.full(num_vertices, np.nan)  # the latest measurement of each vertex
-    gradient = _gradient_caps(regions, num_vertices)
     for _ in range(rounds):
         measured = _measure(posed_vertices, direction, offsets, faces, camera, mask, caps_m, raster_scale)
         if measured.outline.size == 0:
@@ -221,11 +265,19 @@ def fit_offsets(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: np
         else:
             field = _spread(wanted, measured.unseen, rest_vertices, caps_m, operator, spread_iterations)
             field = smooth_field(field, operator, smooth_iterations)
-        offsets = _limit_slope(np.clip(field, 0.0, caps_m), rest_vertices, faces, gradient)
-    if regions is not None:
-        bridged = _bridge_hollows(rest_vertices, rest_normals, offsets, regions, operator)
-        offsets = np.minimum(np.maximum(offsets, bridged), caps_m)
+        offsets = np.clip(field, 0.0, caps_m)
+    if regions is None:  # with regions, ``finish_offsets`` does this once the hair is in
+        offsets = _limit_slope(offsets, rest_vertices, faces, _gradient_caps(None, num_vertices))
     return OffsetField(offsets, rest_normals, direction, wanted, np.asarray(caps_m, np.float64), rounds)
+
+
+def finish_offsets(field: OffsetField, offsets_m: np.ndarray, caps_m: np.ndarray, regions, rest_vertices: np.ndarray,
+                   faces: np.ndarray, operator) -> np.ndarray:
+    """(V,) the final offsets: the body's hollows bridged under garments, every peak cut to the slope caps
+    (``GRADIENT_CAP``, ``HEAD_GRADIENT_CAP`` round the head), within ``caps_m`` (V,)."""
+    bridged = np.maximum(offsets_m, _bridge_hollows(rest_vertices, field.rest_normals, offsets_m, regions, operator))
+    limited = _limit_slope(np.minimum(bridged, caps_m), rest_vertices, faces, _gradient_caps(regions, len(offsets_m)))
+    return np.clip(limited, 0.0, caps_m)
 
 
 def clothed_result(field: OffsetField, posed_vertices: np.ndarray, rest_vertices: np.ndarray,
@@ -353,7 +405,7 @@ def _edge_table(faces: np.ndarray) -> _EdgeTable:
 
 
 def _limit_slope(offsets: np.ndarray, rest_vertices: np.ndarray, faces: np.ndarray, slope: np.ndarray,
-                 passes: int = 60) -> np.ndarray:
+                 passes: int = 30) -> np.ndarray:
     """The largest field below ``offsets`` whose rise along every rest-mesh edge is at most ``slope`` times
     the edge's length: peaks become cones, valleys stay. offsets, slope: (V,)."""
     table = _edge_table(faces)

@@ -57,9 +57,11 @@ class HairDecision:
 
 @dataclasses.dataclass(frozen=True)
 class HairResult:
-    """offsets_m: (V,) the offset field with the head's hair (metres, along the rest normals); decision."""
+    """offsets_m: (V,) the offset field with the head's hair (metres, along the rest normals); caps_m: (V,)
+    the caps with long hair's reach over the nape; decision."""
 
     offsets_m: np.ndarray
+    caps_m: np.ndarray
     decision: HairDecision
 
 
@@ -75,12 +77,10 @@ class HairPhoto:
     facing_away: bool = False
 
 
-def fit_hair(field, regions, operator, rest_vertices: np.ndarray, faces: np.ndarray,
-             photo: HairPhoto | None = None) -> HairResult:
+def fit_hair(field, regions, operator, photo: HairPhoto | None = None) -> HairResult:
     """The offset field (``munet.fitting.clothing.OffsetField``) with hair on the head: regions: the
-    topology's ``BodyRegions``; operator: its ``mean_neighbour_operator``; rest_vertices (V, 3), faces (F, 3)
-    of the person's rest body; photo: for the colour checks (without it, the mask alone decides)."""
-    from munet.fitting.clothing import HEAD_GRADIENT_CAP, _limit_slope
+    topology's ``BodyRegions``; operator: its ``mean_neighbour_operator``; photo: for the colour checks
+    (without it, the mask alone decides)."""
     from munet.fitting.regions import HEAD, NECK
 
     offsets = np.array(field.offsets_m, np.float64)
@@ -89,10 +89,10 @@ def fit_hair(field, regions, operator, rest_vertices: np.ndarray, faces: np.ndar
     decision = decide_hair(field, regions, hair_capable, photo)
     if decision.kind == "unseen":
         offsets[head] = np.minimum(offsets[head], UNSEEN_HAIR_CAP_M)
-        return HairResult(offsets, decision)
+        return HairResult(offsets, field.caps_m, decision)
     if decision.kind == "none":
         offsets[head] = np.minimum(offsets[head], BALD_CAP_M)
-        return HairResult(offsets, decision)
+        return HairResult(offsets, np.where(head, np.minimum(field.caps_m, BALD_CAP_M), field.caps_m), decision)
     hair = _hair_thickness(field, hair_capable, offsets, operator)
     weight = np.clip(regions.scalp + (hair_capable & (regions.scalp <= 0.5)), 0.0, 1.0)
     offsets[head] = np.minimum(hair[head] * weight[head], HAIR_CAP_M)
@@ -101,10 +101,9 @@ def fit_hair(field, regions, operator, rest_vertices: np.ndarray, faces: np.ndar
         offsets[neck] = np.minimum(offsets[neck], NECK_WITH_LONG_HAIR_M)
         fall = min(decision.evidence["neck_cm"] / 100.0, NAPE_CAP_M)
         offsets = np.maximum(offsets, regions.nape * fall)
-    offsets = np.minimum(offsets, np.maximum(field.caps_m, np.where(regions.nape > 0, NAPE_CAP_M, 0.0)))
-    bare = regions.face | regions.inner
-    offsets[bare] = np.minimum(offsets[bare], field.caps_m[bare])
-    return HairResult(_limit_slope(offsets, rest_vertices, faces, np.full(len(offsets), HEAD_GRADIENT_CAP)), decision)
+    caps = np.maximum(field.caps_m, np.where(regions.nape > 0, NAPE_CAP_M, 0.0))
+    caps = np.where(regions.face | regions.inner, field.caps_m, np.where(head, HAIR_CAP_M, caps))
+    return HairResult(np.minimum(offsets, caps), caps, decision)
 
 
 def decide_hair(field, regions, hair_capable: np.ndarray, photo: HairPhoto | None = None) -> HairDecision:

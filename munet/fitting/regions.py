@@ -42,7 +42,9 @@ class BodyRegions:
     bool, the vertices a skirt may re-place; skirt_angle: (V,) radians around the skirt's axis (0 = +X,
     -pi/2 = front, +pi/2 = back), NaN off the lower body (each leg's inner half folds onto its outer half,
     as the data engine's skirts); leg_angle: (V,) radians around each leg's own axis (0 = outwards,
-    +pi/2 = back, -pi/2 = front), NaN off the legs. rest_m: (V, 3) float64 template at rest;
+    +pi/2 = back, -pi/2 = front), NaN off the legs. foot_free_m: (V,) on the feet, the free space in front
+    of each vertex along its normal (between the toes a few millimetres; inf elsewhere). rest_m: (V, 3)
+    float64 template at rest;
     rest_joints_m: (J, 3); joint_names: the skeleton's.
     """
 
@@ -59,6 +61,7 @@ class BodyRegions:
     lower_body: np.ndarray
     skirt_angle: np.ndarray
     leg_angle: np.ndarray
+    foot_free_m: np.ndarray
     rest_m: np.ndarray
     rest_joints_m: np.ndarray
     joint_names: tuple[str, ...]
@@ -101,9 +104,12 @@ def build_regions(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weig
     head = parts["head"] & ~parts["inner"]
     face = head & (scalp < 0.5) & (normals[:, 1] < FACE_FRONT_NORMAL) & (v[:, 2] > jt[index["neck"], 2])
     skirt_angle, leg_angle, lower = _skirt_angles(v, jt, limb, index)
+    from munet.fitting.clothing import free_space
+
+    foot_free = free_space(v, normals, parts["feet"])
     return BodyRegions(limb=limb, arm_u=arm_u, leg_u=leg_u, torso_s=torso_s, face=face, hands=parts["hands"],
                        feet=parts["feet"], inner=parts["inner"], scalp=scalp * ~parts["inner"], nape=nape,
-                       lower_body=lower, skirt_angle=skirt_angle, leg_angle=leg_angle, rest_m=v, rest_joints_m=jt,
+                       lower_body=lower, skirt_angle=skirt_angle, leg_angle=leg_angle, foot_free_m=foot_free, rest_m=v, rest_joints_m=jt,
                        joint_names=tuple(joint_names))
 
 

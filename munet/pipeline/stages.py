@@ -222,7 +222,8 @@ def fit_clothes(body: BodyModel, detected: Detected, initialised: Initialised, r
     body region (``munet.fitting.clothing``), seeded with the network's clothed surface when it predicted
     one; then hair (``munet.fitting.hair``) and a skirt, dress or long coat closed round both legs
     (``munet.fitting.garments``). operator: the body topology's ``mean_neighbour_operator``."""
-    from munet.fitting.clothing import CAP_SMOOTHING_ITERATIONS, fit_offsets, part_caps, region_caps
+    from munet.fitting.clothing import (CAP_SMOOTHING_ITERATIONS, contact_caps, finish_offsets, fit_offsets,
+                                        part_caps, region_caps)
     from munet.fitting.garments import dress
     from munet.fitting.hair import HairPhoto, fit_hair
     from munet.fitting.regions import body_regions
@@ -234,14 +235,16 @@ def fit_clothes(body: BodyModel, detected: Detected, initialised: Initialised, r
     normals = vertex_normals(rest_v, faces).astype(np.float64)
     caps = region_caps(dense, tuple(body.joint_names), normals)
     caps = part_caps(smooth_field(caps, operator, CAP_SMOOTHING_ITERATIONS), regions)  # no steps between regions
+    caps = np.minimum(caps, contact_caps(rest_v, regions))  # one limb's clothes never enter another limb
     skin_rotations = np.einsum("vj,jab->vab", dense, refined.posed.global_rotations[0].numpy())
     field = fit_offsets(posed_v, rest_v, faces, refined.camera, detected.targets.mask, caps, skin_rotations,
                         operator=operator, regions=regions, rest_normals=normals,
                         initial_m=_network_offsets(initialised, refined, skin_rotations, normals))
-    hair = fit_hair(field, regions, operator, rest_v, faces,
+    hair = fit_hair(field, regions, operator,
                     HairPhoto(detected.image.rgb, detected.targets.mask, refined.camera, posed_v,
                               bool(detected.targets.facing_away)))
-    return dress(body, detected, refined, regions, field, hair, operator)
+    offsets = finish_offsets(field, hair.offsets_m, hair.caps_m, regions, rest_v, faces, operator)
+    return dress(body, detected, refined, regions, field, dataclasses.replace(hair, offsets_m=offsets), operator)
 
 
 def _network_offsets(initialised: Initialised, refined: Refined, skin_rotations: np.ndarray,
