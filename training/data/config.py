@@ -64,8 +64,12 @@ class DataConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A short hash of every field (recorded in each dataset's manifest)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """A short hash of every field (recorded in each dataset's manifest). An empty
+        ``detector.calibration`` is left out, so hand-set configs keep the fingerprint they had before it."""
+        values = self.to_dict()
+        if not values["detector"]["calibration"]:
+            del values["detector"]["calibration"]
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _build(cls, values: dict[str, Any], where: str):

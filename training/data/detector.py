@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from munet.detect.crop import crop_params
+from munet.detect.crop import CropParams, crop_params
 from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MEDIAPIPE_WORLD_TO_BLENDER
 from munet.detect.pose import VISIBILITY_THRESHOLD
 from munet.geometry.projection import project_pinhole as project  # engine.py calls detector.project
@@ -47,8 +47,9 @@ NOISE_FACTOR = np.array(
 
 @dataclasses.dataclass(frozen=True)
 class DetectorConfig:
-    """Error model of the simulated detector (defaults chosen by hand to resemble MediaPipe's errors on
-    real photos; not fitted to data).
+    """Error model of the simulated detector: by default chosen by hand to resemble MediaPipe's errors on
+    real photos (not fitted to data; the shipped network's training data used it); with ``calibration``
+    set, fitted to the real MediaPipe.
 
     noise_px: range of the per-sample keypoint noise std, as a fraction of the person's height.
     outlier_rate: per landmark; outliers move 5-15 % of the height.
@@ -58,6 +59,10 @@ class DetectorConfig:
     mask_blob_rate: chance of an extra blob (a bag, a neighbour) or a missing chunk in the mask.
     crop_pad: padding of the pipeline's crop (``munet.detect.crop.crop_params``).
     box_jitter: the person box's edges move by up to this fraction of its size (mask noise).
+    calibration: a statistics file of ``python -m training.calibrate`` (e.g.
+        ``training/calibration/mediapipe_0.10.21.json``, relative to the repository root): when set, the
+        detector is the model fitted to the real MediaPipe (``detector_calibrated``) and the fields above
+        except ``crop_pad`` are unused; empty (the default): the hand-set model above, unchanged.
     """
 
     noise_px: tuple[float, float] = (0.004, 0.012)
@@ -69,6 +74,7 @@ class DetectorConfig:
     mask_blob_rate: float = 0.12
     crop_pad: float = 0.15
     box_jitter: float = 0.02
+    calibration: str = ""
 
 
 def landmark_tolerances(rest_vertices: np.ndarray, rest_landmarks: np.ndarray, neighbours: int = 60) -> np.ndarray:
@@ -113,10 +119,13 @@ def person_crops(
         x1, y1 = min(hi[0], float(width)), min(hi[1], float(height))
         if x1 - x0 < 2 or y1 - y0 < 2:  # nobody in the photo (should not happen): take the photo
             x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
-        size = max(x1 - x0, y1 - y0)
-        jitter = rngs[b].uniform(-config.box_jitter, config.box_jitter, 4) * size
-        box = (x0 + jitter[0], y0 + jitter[1], max(x1 + jitter[2], x0 + jitter[0] + 2), max(y1 + jitter[3], y0 + jitter[1] + 2))
-        crop = crop_params(box, (width, height), pad=config.crop_pad)
+        if config.calibration:  # the detector's own box: its crop around the true person's, as measured
+            crop = _calibrated_crop(rngs[b], (x0, y0, x1, y1), (width, height), config)
+        else:
+            size = max(x1 - x0, y1 - y0)
+            jitter = rngs[b].uniform(-config.box_jitter, config.box_jitter, 4) * size
+            box = (x0 + jitter[0], y0 + jitter[1], max(x1 + jitter[2], x0 + jitter[0] + 2), max(y1 + jitter[3], y0 + jitter[1] + 2))
+            crop = crop_params(box, (width, height), pad=config.crop_pad)
         centers.append(crop.center_px)
         sides.append(crop.side_px)
         Ks.append(crop.matrix(resolution) @ K[b])
@@ -125,6 +134,15 @@ def person_crops(
         ys = grid / crop.scale(resolution) + cy0
         inside.append(((ys >= 0) & (ys < height))[:, None] & ((xs >= 0) & (xs < width))[None, :])
     return CropGeometry(np.asarray(centers, np.float64), np.asarray(sides, np.float64), np.stack(Ks), np.stack(inside))
+
+
+def _calibrated_crop(rng: np.random.Generator, box: tuple, image_size: tuple[int, int], config: DetectorConfig) -> CropParams:
+    from training.data import detector_calibrated
+
+    true = crop_params(box, image_size, pad=config.crop_pad)
+    centre, side = detector_calibrated.crop_box(rng, np.asarray(true.center_px), true.side_px, detector_calibrated.load_model(config.calibration))
+    side = min(max(side, 2.0), 2.0 * max(image_size))
+    return CropParams(center_px=(float(centre[0]), float(centre[1])), side_px=side)
 
 
 def render_crops(
@@ -260,3 +278,50 @@ def seen_flags(keypoints_px: np.ndarray, visibility: np.ndarray, image_size: tup
     x, y = keypoints_px[:, 0], keypoints_px[:, 1]
     in_frame = (x >= 0) & (x < width) & (y >= 0) & (y < height)
     return in_frame, in_frame & (visibility >= VISIBILITY_THRESHOLD)
+
+
+@dataclasses.dataclass
+class SimulatedDetection:
+    """What the simulated detector reports for one sample: keypoints (33, 2) float32 full-photo pixels,
+    visibility (33,) float32, mask (R, R) float32 soft mask in the crop, world (33, 3) float32 metres
+    (hip-centred, camera-aligned Blender frame) and detected (False: the detector found nobody; the
+    other fields are then what it would have reported, for training, but a benchmark counts a miss)."""
+
+    keypoints: np.ndarray
+    visibility: np.ndarray
+    mask: np.ndarray
+    world: np.ndarray
+    detected: bool
+
+
+def camera_pitch_deg(R_world_to_cam: np.ndarray) -> np.ndarray:
+    """(B,) degrees the camera looks down (world Z up; OpenCV camera axes) from R (B, 3, 3)."""
+    up = np.asarray(R_world_to_cam, np.float64)[:, :, 2]
+    return np.degrees(np.arctan2(-up[:, 2], -up[:, 1]))
+
+
+def simulate(
+    rng: np.random.Generator, gt_px: np.ndarray, visible: np.ndarray, in_frame: np.ndarray, height_px: float,
+    clean_mask: np.ndarray, inside_photo: np.ndarray, landmarks_cam: np.ndarray, stature_m: float, camera_pitch: float,
+    config: DetectorConfig,
+) -> SimulatedDetection:
+    """One sample's detection. gt_px: (33, 2) true landmarks, full-photo pixels; visible / in_frame: (33,)
+    bool; height_px: the person's projected height; clean_mask, inside_photo: (R, R) bool in the crop;
+    landmarks_cam: (33, 3) metres, OpenCV camera frame; camera_pitch: degrees (``camera_pitch_deg``).
+
+    The hand-set model draws from ``rng`` exactly as it always has (keypoints, mask, world); the
+    calibrated one (``config.calibration``) also swaps the world keypoints with the 2D ones, draws
+    misses, and has no stature leak beyond the measured scale law."""
+    if not config.calibration:
+        keypoints, visibility = noisy_keypoints(rng, gt_px, visible, in_frame, height_px, config)
+        mask = noisy_mask(rng, clean_mask, inside_photo, config)
+        world = noisy_world_keypoints(rng, landmarks_cam, stature_m)
+        return SimulatedDetection(keypoints, visibility, mask, world, True)
+    from training.data import detector_calibrated as calibrated
+
+    model = calibrated.load_model(config.calibration)
+    keypoints, visibility, order = calibrated.keypoints(rng, gt_px.astype(np.float64), visible, in_frame, height_px, model)
+    mask = calibrated.mask(rng, clean_mask, inside_photo, model)
+    world = calibrated.world_keypoints(rng, landmarks_cam, stature_m, camera_pitch, order, model)
+    found = calibrated.detected(rng, in_frame, model)
+    return SimulatedDetection(keypoints, visibility, mask, (world @ MEDIAPIPE_WORLD_TO_BLENDER.T).astype(np.float32), found)

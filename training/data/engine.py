@@ -105,6 +105,8 @@ class SampleGenerator:
             detections = self._detections(rngs, people, views, crops, masks, zbuffer)
             t0 = time.perf_counter()
             sample = _sample_fields(seed, indices, people, views, crops, masks, detections)
+            if self.config.detector.calibration:  # the calibrated detector misses people at times
+                sample["detected"] = detections.detected
             if self.config.store_body_mask:
                 sample["gt_body_mask"] = body_masks
             if self.config.store_normals:
@@ -197,18 +199,18 @@ class SampleGenerator:
         visibility = np.zeros((count, 33), np.float32)
         soft_masks = np.zeros((count, res, res), np.float32)
         world_kp = np.zeros((count, 33, 3), np.float32)
+        found = np.ones(count, bool)
+        pitch = detector.camera_pitch_deg(views.R.numpy())
         for k, r in enumerate(rngs):
-            keypoints[k], visibility[k] = detector.noisy_keypoints(
-                r, gt_px[k], gt_visible[k], gt_in_frame[k], float(heights_px[k]), cfg.detector
-            )
-            soft_masks[k] = detector.noisy_mask(r, masks[k], crops.inside_photo[k], cfg.detector)
-            world_kp[k] = detector.noisy_world_keypoints(r, views.landmarks_cam[k].numpy(), float(statures[k]))
+            det = detector.simulate(r, gt_px[k], gt_visible[k], gt_in_frame[k], float(heights_px[k]), masks[k], crops.inside_photo[k],
+                                    views.landmarks_cam[k].numpy(), float(statures[k]), float(pitch[k]), cfg.detector)  # fmt: skip
+            keypoints[k], visibility[k], soft_masks[k], world_kp[k], found[k] = det.keypoints, det.visibility, det.mask, det.world, det.detected
         flags = [detector.seen_flags(keypoints[k], visibility[k], tuple(views.image_sizes[k])) for k in range(count)]
         keypoints_crop = np.stack([_to_crop(keypoints[k], crops, k, res) for k in range(count)]).astype(np.float32)
         self.times.add("detector", t0)
         return _Detections(
             gt_px, gt_visible, statures, keypoints, keypoints_crop, visibility, np.stack([f[0] for f in flags]),
-            np.stack([f[1] for f in flags]), soft_masks, world_kp,
+            np.stack([f[1] for f in flags]), soft_masks, world_kp, found,
         )  # fmt: skip
 
 
@@ -252,7 +254,7 @@ class _Views:
 class _Detections:
     """Truth and the simulated detector, per sample (B, 33, ...): gt_px full pixels, gt_visible bool,
     statures (B,) metres; the detector's keypoints (full and crop pixels), visibility scores, in_frame
-    and seen flags, soft masks (B, R, R) and world landmarks (B, 33, 3)."""
+    and seen flags, soft masks (B, R, R), world landmarks (B, 33, 3) and detected (B,) bool."""
 
     gt_px: np.ndarray
     gt_visible: np.ndarray
@@ -264,6 +266,7 @@ class _Detections:
     seen: np.ndarray
     soft_masks: np.ndarray
     world_kp: np.ndarray
+    detected: np.ndarray
 
 
 def _sample_fields(seed: int, indices: np.ndarray, people: _People, views: _Views, crops: detector.CropGeometry,

@@ -24,6 +24,9 @@ K                      (3, 3)         float32    intrinsics of the full photo
 crop_center_px         (2,)           float32    the crop square's centre, full pixels
 crop_side_px           ()             float32    its side, full pixels
 K_crop                 (3, 3)         float32    intrinsics of the crop (``matrix(R) @ K``)
+detected               ()             bool       the detector found the person (only with a calibrated
+                                                 detector, ``detector.calibration``; a miss's other
+                                                 fields are what it would have reported)
 =====================  =============  =========  ===================================================
 
 Ground truth:
@@ -63,7 +66,7 @@ TRUTH_FIELDS = (
     "R_world_to_cam", "t_world_to_cam_m", "shape", "pose_axis_angle", "translation_m", "body_joints_m",
     "body_vertices_m", "clothed_vertices_m", "gt_keypoints_px", "gt_visible", "gt_mask",
 )  # fmt: skip
-OPTIONAL_FIELDS = ("gt_body_mask", "normals")
+OPTIONAL_FIELDS = ("gt_body_mask", "normals", "detected")
 LABEL_FIELDS = ("family", "framing", "garments", "stature_m", "index", "seed")
 
 

@@ -1,0 +1,1 @@
+"""Calibration of the simulated detector on the real MediaPipe (``python -m training.calibrate``; README.md here)."""
