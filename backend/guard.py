@@ -34,6 +34,8 @@ import time
 
 import zmq
 
+from . import protocol
+
 log = logging.getLogger(__name__)
 
 FRAME_OVERHEAD = 64
@@ -41,6 +43,10 @@ FRAME_OVERHEAD = 64
 SLACK = 64 * 1024
 """Pending bytes below this are never a reason to drop (handshake and command traffic, a small message
 in flight); when a peer's pending bytes stay below it without change, they are folded into its baseline."""
+FRAME_SLACK = 64 << 10
+"""Bytes allowed beyond the largest field in one frame (its own encoding)."""
+ENVELOPE_FRAMES = 4
+"""Routing frames a request may carry before its delimiter (one per hop)."""
 _TCPI_BYTES_RECEIVED = 128  # offset of tcpi_bytes_received (u64) in Linux's struct tcp_info
 _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 
@@ -207,3 +213,30 @@ def _dup(fd: int) -> int:
     import os
 
     return os.dup(fd)
+
+
+def frame_limit(limits: protocol.Limits) -> int:
+    """ZeroMQ's ``MAXMSGSIZE`` for a server socket: the largest legitimate request frame (the photo, or a
+    header) plus slack. A peer sending a bigger frame is disconnected before the frame is buffered."""
+    return max(limits.max_image_bytes, limits.max_header_bytes) + FRAME_SLACK
+
+
+def request_limit(limits: protocol.Limits) -> int:
+    """The most bytes a legitimate request holds (envelope, header and photo): more is refused, and a peer
+    with more than this of an unfinished message is dropped (``backend.guard``)."""
+    frames = ENVELOPE_FRAMES + 1 + limits.max_frames
+    return limits.max_header_bytes + limits.max_image_bytes + frames * (FRAME_OVERHEAD + 256)
+
+
+def harden(sock: zmq.Socket, limits: protocol.Limits) -> None:
+    """The options every socket facing clients gets: per-frame limit, handshake deadline, TCP keepalive
+    for vanished peers, no routing-id takeover. No ZMTP heartbeats: libzmq counts a frame still arriving
+    as silence, so a slow uplink's photo would be cut; ``backend.guard`` drops stalled peers instead."""
+    sock.maxmsgsize = frame_limit(limits)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, 10_000)  # ZMTP/CURVE handshake within 10 s, or the peer is dropped
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+    if sock.type == zmq.ROUTER:
+        sock.router_handover = False  # a second connection cannot take over a routing id in use

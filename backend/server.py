@@ -2,8 +2,10 @@
 
 Routing: clients are DEALER sockets that send ``[b"", header, *buffers]``; the ROUTER socket prepends
 their routing id. Everything before the first empty frame is the envelope, sent back unchanged in
-front of every reply, so the same server works bound (clients connect to it) and behind the broker
-(``--connect``: it connects to the broker's DEALER side, which adds one more envelope frame).
+front of every reply. Behind a broker (``--connect``) the socket is a DEALER connected to the broker's
+worker endpoint and every message carries one more frame first, the worker link's kind
+(``backend.broker``): requests arrive as ``[b"Q", *envelope, b"", header, ...]``, replies leave as
+``[b"R", *envelope, b"", ...]``, and a heartbeat announces the worker's capacity every second.
 
 The loop (main thread) only decodes, checks and routes: ``ping``, ``info`` and ``cancel`` are answered
 at once; a valid ``reconstruct`` becomes a ``Job`` on the bounded queue of ``backend.service.WorkerPool``
@@ -30,10 +32,12 @@ import threading
 import time
 from typing import Any, Callable
 
+import msgpack
 import zmq
 
 from . import protocol, transport
-from .guard import FRAME_OVERHEAD, PeerGuard
+from . import broker as link
+from .guard import ENVELOPE_FRAMES, FRAME_OVERHEAD, PeerGuard, harden, request_limit
 from .service import Engine, Job, WorkerPool
 from munet.errors import MunetError
 
@@ -42,36 +46,7 @@ log = logging.getLogger(__name__)
 SERVER_VERSION = "0.1.0"
 _TICK_S = 0.05  # loop wake-up for deadlines, keepalive and stop requests
 _BATCH = 256  # messages handled per socket per wake-up, so one socket cannot starve the other
-_ENVELOPE_FRAMES = 4  # routing frames accepted before the delimiter (one per hop)
-_FRAME_SLACK = 64 << 10  # beyond the largest field, for a frame's own overhead
 _SLOW_READER_LOG_S = 10.0  # at most one "reads too slowly" line per client per this many seconds
-
-
-def frame_limit(limits: protocol.Limits) -> int:
-    """ZeroMQ's ``MAXMSGSIZE`` for a server socket: the largest legitimate request frame (the photo, or a
-    header) plus slack. A peer sending a bigger frame is disconnected before the frame is buffered."""
-    return max(limits.max_image_bytes, limits.max_header_bytes) + _FRAME_SLACK
-
-
-def request_limit(limits: protocol.Limits) -> int:
-    """The most bytes a legitimate request holds (envelope, header and photo): more is refused, and a peer
-    with more than this of an unfinished message is dropped (``backend.guard``)."""
-    frames = _ENVELOPE_FRAMES + 1 + limits.max_frames
-    return limits.max_header_bytes + limits.max_image_bytes + frames * (FRAME_OVERHEAD + 256)
-
-
-def harden(sock: zmq.Socket, limits: protocol.Limits) -> None:
-    """The options every socket facing clients gets: per-frame limit, handshake deadline, TCP keepalive
-    for vanished peers, no routing-id takeover. No ZMTP heartbeats: libzmq counts a frame still arriving
-    as silence, so a slow uplink's photo would be cut; ``backend.guard`` drops stalled peers instead."""
-    sock.maxmsgsize = frame_limit(limits)
-    sock.setsockopt(zmq.HANDSHAKE_IVL, 10_000)  # ZMTP/CURVE handshake within 10 s, or the peer is dropped
-    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
-    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
-    if sock.type == zmq.ROUTER:
-        sock.router_handover = False  # a second connection cannot take over a routing id in use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +101,8 @@ class Server:
         self._announce = announce
         self._announced_ready = False
         self._slow_readers: dict[tuple[bytes, ...], list[float]] = {}  # envelope -> [first drop, count]
+        self._worker_link = config.connect is not None  # behind a broker: kind frames (backend.broker)
+        self._next_heartbeat = 0.0
 
     # -- setup and teardown
 
@@ -144,9 +121,12 @@ class Server:
         self._push_socket.sndhwm = 0  # replies must never be dropped between threads
         self._push_socket.connect(outbox_address)
 
-        router = self._ctx.socket(zmq.ROUTER)
+        router = self._ctx.socket(zmq.ROUTER if cfg.bind else zmq.DEALER)
         router.linger = 1000
-        router.router_mandatory = True  # a send to a vanished client raises EHOSTUNREACH
+        if cfg.bind:
+            router.router_mandatory = True  # a send to a vanished client raises EHOSTUNREACH
+        else:
+            router.routing_id = self.name.encode()  # the broker's logs name the worker
         harden(router, cfg.limits)
         router.sndhwm, router.rcvhwm = 10_000, 1000  # replies may burst; requests are drained fast
         if cfg.bind:
@@ -244,7 +224,7 @@ class Server:
         the remaining frames are released as they are read (never all held at once); such a message is
         answered ``bad_request`` (``_handle`` sees only its first frames, which cannot decode)."""
         limits = self.config.limits
-        max_frames = _ENVELOPE_FRAMES + 1 + limits.max_frames
+        max_frames = ENVELOPE_FRAMES + 1 + limits.max_frames
         max_bytes = request_limit(limits)
         frame = self._router.recv(zmq.NOBLOCK, copy=False)
         frames, total, count, consumed = [frame], len(frame), 1, len(frame) + FRAME_OVERHEAD
@@ -300,7 +280,7 @@ class Server:
 
     def _send(self, frames: list[Any]) -> None:
         try:
-            self._router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            self._router.send_multipart([link.REPLY, *frames] if self._worker_link else frames, zmq.NOBLOCK, copy=False)
             self.stats["sent"] += 1
         except zmq.ZMQError as e:
             envelope = _envelope_of(frames)
@@ -343,12 +323,16 @@ class Server:
     # -- receiving
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
-        self.stats["received"] += 1
         oversized = frames[-1] is _OVERSIZED
         if oversized:
             frames = frames[:-1]
+        if self._worker_link:
+            frames = self._from_broker(frames)
+            if not frames:
+                return
+        self.stats["received"] += 1
         delimiter = next((i for i, f in enumerate(frames) if len(f) == 0), None)
-        if delimiter is None or delimiter == 0 or delimiter > _ENVELOPE_FRAMES:
+        if delimiter is None or delimiter == 0 or delimiter > ENVELOPE_FRAMES:
             self.stats["dropped"] += 1  # no routable envelope: nobody to answer
             return
         envelope = tuple(f.bytes for f in frames[:delimiter])
@@ -375,6 +359,28 @@ class Server:
             self._cancel(envelope, message)
         elif isinstance(message, protocol.Reconstruct):
             self._accept(envelope, message)
+
+    def _from_broker(self, frames: list[zmq.Frame]) -> list[zmq.Frame]:
+        """The request in a message from the broker ([] for the link's own messages, handled here)."""
+        kind = frames[0].bytes
+        if kind == link.REQUEST:
+            return frames[1:]
+        if kind == link.GONE:
+            self._client_gone(tuple(f.bytes for f in frames[1:]))
+        return []
+
+    def _heartbeat(self, now: float) -> None:
+        """Behind a broker: announce this worker (ready or loading, capacity) every ``link.HEARTBEAT_S``."""
+        changed = self._pool.ready != self._announced_ready  # tell the broker at once when loading ends
+        if not self._worker_link or (now < self._next_heartbeat and not changed):
+            return
+        self._next_heartbeat = now + link.HEARTBEAT_S
+        info = {"name": self.name, "ready": self._pool.ready, "threads": self.config.workers,
+                "capacity": self.config.workers + self.config.queue_size}
+        try:
+            self._router.send_multipart([link.HEARTBEAT, msgpack.packb(info)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # not connected yet
 
     def _info(self, request_id: str) -> protocol.Info:
         engine = self._pool.engine_info
@@ -415,6 +421,7 @@ class Server:
     # -- timers
 
     def _tick(self, now: float) -> None:
+        self._heartbeat(now)
         if not self._announced_ready and self._pool.ready:
             self._announced_ready = True
             self._announce(f"munet serve: ready ({self.config.workers} worker(s) loaded)")

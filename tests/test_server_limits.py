@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from backend import protocol as p
-from backend.server import frame_limit, request_limit
+from backend.guard import frame_limit, request_limit
 from tests.doubles.processes import RawClient, ServerProcess
 
 MiB = 1 << 20

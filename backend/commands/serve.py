@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.broker:
         from .. import broker
 
-        broker.run(bind, args.broker, curve_keys=args.curve_keys, insecure=args.insecure)
+        broker.run(bind, args.broker, curve_keys=args.curve_keys, insecure=args.insecure,
+                   stall_timeout_s=args.stall_timeout)
         return 0
 
     from .. import server, service
