@@ -203,7 +203,8 @@ def render_person(vertices_m: np.ndarray, faces: np.ndarray, vertex_colours: np.
 
 def rest_metrics(body_rest: np.ndarray, clothed_rest: np.ndarray, faces: np.ndarray, regions) -> dict:
     """Figures of a Clothed rest surface against its Body (both (V, 3) metres): bumpiness_mm (95th
-    percentile of |L d| over the surface vertices), per-region offset percentiles (p50/p95/max, mm), inside
+    percentile of |L d| over the surface vertices; bumpiness_scalar_mm: the same of the offset's length
+    along the Body's rest normal, which a constant layer over a curved body leaves at 0), per-region offset percentiles (p50/p95/max, mm), inside
     (count and share of vertices with offset along the Body's rest normal < -0.5 mm; deepest, mm)."""
     from munet.fitting.regions import ARM_L, ARM_R, LEG_L, LEG_R, TORSO
     from munet.geometry.mesh import mean_neighbour_operator, vertex_normals
@@ -213,12 +214,13 @@ def rest_metrics(body_rest: np.ndarray, clothed_rest: np.ndarray, faces: np.ndar
     operator = mean_neighbour_operator(faces, len(d))
     lap = np.linalg.norm(d - operator @ d, axis=1) * 1000.0
     size = np.linalg.norm(d, axis=1) * 1000.0
-    along = (d * vertex_normals(body_rest.astype(np.float64), faces)).sum(1) * 1000.0
     parts = {"face": regions.face, "hands": regions.hands, "feet": regions.feet, "scalp": regions.scalp > 0.5,
              "torso": regions.limb == TORSO, "arms": np.isin(regions.limb, (ARM_L, ARM_R)),
              "legs": np.isin(regions.limb, (LEG_L, LEG_R)) & ~regions.feet}
+    along = (d * vertex_normals(body_rest.astype(np.float64), faces)).sum(1) * 1000.0
     out = {"bumpiness_mm": round(float(np.percentile(lap[surface], 95)), 2)}
     out["bumpiness_upper_mm"] = 0.0  # filled below, after the region figures
+    out["bumpiness_scalar_mm"] = round(float(np.percentile(np.abs(along - operator @ along)[surface], 95)), 2)
     for name, members in parts.items():
         values = size[members & surface]
         out[f"{name}_mm"] = [round(float(np.percentile(values, q)), 1) for q in (50, 95, 100)]
@@ -258,19 +260,20 @@ def chamfer_cm(a: np.ndarray, b: np.ndarray) -> float:
 
 def garment_summary(reconstruction) -> dict:
     """What the report says about the clothes (empty before issue 12's detector)."""
-    report = reconstruction.report.to_json()
-    garments = report.get("garments") or {}
-    return {k: garments.get(k) for k in ("garment", "hair") if k in garments}
+    garments = (reconstruction.report.to_json().get("clothed_mesh") or {}).get("garments") or {}
+    return {k: garments.get(k) for k in ("garment", "hem_leg_u", "hair") if k in garments}
 
 
 # ---- runs ----------------------------------------------------------------------------------------------
 
 
-def run_photos(pipeline, options, regions, images: pathlib.Path) -> dict:
-    """The rest figures of the shared photos."""
+def run_photos(pipeline, options, regions, images: pathlib.Path, render_dir: pathlib.Path | None = None) -> dict:
+    """The rest figures of the shared photos (and their views in ``render_dir``)."""
     results = {}
     for name in PHOTOS:
         recon = pipeline.reconstruct((images / name).read_bytes(), options)
+        if render_dir is not None:
+            save_views(recon, render_dir / f"{pathlib.Path(name).stem}_views.png", regions)
         figures = rest_metrics(recon.body.rest_vertices_m, recon.clothed.rest_vertices_m, recon.body.faces, regions)
         figures["clothing_ms"] = recon.report.timings_ms.stages_ms.get("clothing")
         figures.update(garment_summary(recon))
@@ -295,6 +298,8 @@ def run_pairs(pipeline, options, regions, count: int, render_dir: pathlib.Path |
 
                 cv2.imwrite(str(render_dir / f"pair{k}_{pose}.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
             recons.append(pipeline.reconstruct(photo, options))
+            if render_dir is not None and k < 2:
+                save_views(recons[-1], render_dir / f"pair{k}_{pose}_views.png", regions)
         clothed = chamfer_cm(*(r.clothed.rest_vertices_m[surface] for r in recons))
         body = chamfer_cm(*(r.body.rest_vertices_m[surface] for r in recons))
         a, b = recons
@@ -315,12 +320,35 @@ def run_pairs(pipeline, options, regions, count: int, render_dir: pathlib.Path |
             "clothes_on_one_body_cm_mean": round(float(np.mean([r["clothes_on_one_body_cm"] for r in rows])), 2)}
 
 
+def save_views(reconstruction, path: pathlib.Path, regions) -> None:
+    """A PNG of the Clothed surface: the library's turntable (front, side, back of the pose, rest from the
+    front) over front, side and back views of the rest pose coloured by offset (grey 0 to blue 5 cm)."""
+    import cv2
+
+    from munet.render_preview import render_orthographic
+    from munet.turntable import render_turntable
+
+    surface = reconstruction.clothed
+    offset = np.linalg.norm(surface.rest_vertices_m - reconstruction.body.rest_vertices_m, axis=1)
+    level = np.clip(offset / 0.05, 0, 1)[:, None]
+    colours = (1 - level) * np.array([200.0, 200, 200]) + level * np.array([60.0, 120, 240])
+    panels = []
+    for yaw in (-np.pi / 2, 0.0, np.pi / 2):  # front, the person's left side, back
+        c, s = np.cos(yaw), np.sin(yaw)
+        turned = surface.rest_vertices_m @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]).T
+        panels.append(render_orthographic(turned, surface.faces, colours, "side", (512, 512)))
+    top = render_turntable(reconstruction, 384)
+    bottom = np.concatenate(panels, 1)
+    bottom = cv2.resize(bottom, (top.shape[1], int(round(bottom.shape[0] * top.shape[1] / bottom.shape[1]))))
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([top, bottom], 0), cv2.COLOR_RGB2BGR))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=6, help="synthetic pose-consistency pairs (0: none)")
     parser.add_argument("--no-photos", action="store_true", help="skip the shared photos")
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
-    parser.add_argument("--render", metavar="DIR", help="save the synthetic photos here")
+    parser.add_argument("--render", metavar="DIR", help="save the synthetic photos and views of the results here")
     args = parser.parse_args(argv)
 
     from munet.fitting.regions import body_regions
@@ -333,15 +361,15 @@ def main(argv=None) -> int:
     options = ReconstructOptions(texture=False)
     results: dict = {"load_s": round(time.perf_counter() - started, 1)}
     images = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data"
-    if not args.no_photos:
-        results["photos"] = run_photos(pipeline, options, regions, images)
-        times = [r["clothing_ms"] for r in results["photos"].values() if r["clothing_ms"] is not None]
-        if times:
-            print(f"clothing stage: median {statistics.median(times):.0f} ms over {len(times)} photos")
     render_dir = None
     if args.render:
         render_dir = pathlib.Path(args.render)
         render_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_photos:
+        results["photos"] = run_photos(pipeline, options, regions, images, render_dir)
+        times = [r["clothing_ms"] for r in results["photos"].values() if r["clothing_ms"] is not None]
+        if times:
+            print(f"clothing stage: median {statistics.median(times):.0f} ms over {len(times)} photos")
     if args.pairs:
         results["pose_consistency"] = run_pairs(pipeline, options, regions, args.pairs, render_dir)
         pc = results["pose_consistency"]

@@ -22,10 +22,12 @@ trousers, a bald person in shorts."""
 INSIDE_NEAREST_MAX = 40
 POSE_CONSISTENCY_CM = 1.5
 """Issue 12's bound on the Chamfer distance between the Clothed rest surfaces of one person in two poses."""
-CLOTHED_PAIR_GUARD_CM = {"dress": 2.9, "trousers": 1.0}
-"""Regression guard for the whole Clothed rest surfaces of the two pairs (measured 2.25 and 0.78 cm when
-written): the Body's own rest shape differs between the two poses by up to ~2 cm here (the body fit, not the
-clothing), so the issue's 1.5 cm bound is asserted on the clothes alone (``test_pose_consistency``)."""
+CLOTHES_OVER_BODY_CM = 0.5
+"""Regression guard on the whole Clothed rest surfaces of a pair: their Chamfer distance exceeds the two
+Body rest surfaces' by at most this much (0.02-0.29 cm on the benchmark's 8 pairs when written). The Bodies
+themselves differ by 0.4-4.2 cm between the two poses (the body fit, not the clothing), so the issue's
+1.5 cm bound is missed on the whole surfaces of some pairs (benchmark mean 2.0 cm, before and after this
+work) and is asserted on the clothes alone (``test_pose_consistency``)."""
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +194,13 @@ def test_hair_or_bald_as_the_photo_shows(synthetic):
 def test_pose_consistency(synthetic, regions):
     """One synthetic person in two poses, reconstructed separately: the clothes alone (the second
     reconstruction's offsets put on the first one's Body) within issue 12's 1.5 cm; the whole Clothed rest
-    surfaces no worse than when written (``CLOTHED_PAIR_GUARD_CM``: the Body's rest shape varies with the
-    pose by more than the bound allows; that is the body fit's, not the clothing's)."""
+    surfaces apart by no more than their Bodies plus ``CLOTHES_OVER_BODY_CM`` (the Body's rest shape varies
+    with the pose by more than the bound allows; that is the body fit's, not the clothing's)."""
     surface = ~regions.inner
     for name in ("dress", "trousers"):
         a, b = synthetic[name]
         moved = a.body.rest_vertices_m + (b.clothed.rest_vertices_m - b.body.rest_vertices_m)
         assert chamfer_cm(a.clothed.rest_vertices_m[surface], moved[surface]) <= POSE_CONSISTENCY_CM, name
         whole = chamfer_cm(a.clothed.rest_vertices_m[surface], b.clothed.rest_vertices_m[surface])
-        assert whole <= CLOTHED_PAIR_GUARD_CM[name], (name, whole)
+        bodies = chamfer_cm(a.body.rest_vertices_m[surface], b.body.rest_vertices_m[surface])
+        assert whole <= bodies + CLOTHES_OVER_BODY_CM, (name, whole, bodies)

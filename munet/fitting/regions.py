@@ -75,15 +75,42 @@ _CACHE: dict[int, tuple[object, BodyRegions]] = {}
 
 
 def body_regions(body) -> BodyRegions:
-    """The regions of a ``BodyModel`` (smpl24 skeleton), computed once per model instance (~0.1 s)."""
+    """The regions of a ``BodyModel`` (smpl24 skeleton): built once (~1 s) and cached under
+    ``munet.paths.cache_dir()``, named by a hash of the model's template, weights and faces and of the code
+    that builds them (a change of either rebuilds it); kept in memory per model instance."""
     cached = _CACHE.get(id(body))
     if cached is not None and cached[0] is body:
         return cached[1]
+    regions = _load_or_build(body)
+    _CACHE[id(body)] = (body, regions)
+    return regions
+
+
+def _load_or_build(body) -> BodyRegions:
+    import pathlib
+
+    from munet import paths
+    from munet.fitting import clothing
+
     with torch.no_grad():
         rest_v, rest_j = body.rest(body.default_shape)
-    regions = build_regions(rest_v[0].double().numpy(), rest_j[0].double().numpy(), body.dense_weights.double().numpy(),
-                            body.faces.numpy(), tuple(body.joint_names), _uv_parts(body))
-    _CACHE[id(body)] = (body, regions)
+    rest, joints = rest_v[0].double().numpy(), rest_j[0].double().numpy()
+    dense, faces, names = body.dense_weights.double().numpy(), body.faces.numpy(), tuple(body.joint_names)
+    key = paths.content_hash("body-regions", rest.tobytes(), dense.tobytes(), faces.tobytes(), "/".join(names),
+                             pathlib.Path(__file__).read_bytes(), pathlib.Path(clothing.__file__).read_bytes())
+    path = paths.cache_dir() / f"body-regions-{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as stored:
+                return BodyRegions(**{f.name: stored[f.name] for f in dataclasses.fields(BodyRegions)
+                                      if f.name != "joint_names"}, joint_names=names)
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable: rebuilt below
+    regions = build_regions(rest, joints, dense, faces, names, _uv_parts(body))
+    arrays = {f.name: getattr(regions, f.name) for f in dataclasses.fields(BodyRegions) if f.name != "joint_names"}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
     return regions
 
 
