@@ -46,6 +46,28 @@ _CANCEL_ATTEMPTS = 8  # through a broker a cancel may land on a worker that does
 _POLL_S = 0.05
 
 
+_HANDSHAKE_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def _handshake_hint(events: set[int], keys: transport.CurveKeys | None) -> str:
+    """What the connection's monitor events say about an unanswered call (for the error message)."""
+    if zmq.EVENT_HANDSHAKE_FAILED_AUTH in events:
+        return (f"the server refused this client's key: put {keys.directory / 'client.key' if keys else 'client.key'} "
+                "in the server's authorized_clients/ folder")
+    if zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in events and keys is not None:
+        return (f"the CURVE handshake failed: {keys.directory / 'server.key'} is not the key of the server there "
+                "(copy its server.key from the server's key folder)")
+    if zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in events or zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in events:
+        return ("the security handshake failed: the server uses CURVE and this client does not, or the other way "
+                "round (pass --curve-keys DIR on both sides, or on neither)")
+    if zmq.EVENT_HANDSHAKE_SUCCEEDED in events:
+        return "the connection works but the server did not answer in time (is it overloaded, or not a munet server?)"
+    if zmq.EVENT_CONNECTED in events:
+        return "a connection was made but the handshake never completed: is it a munet server, with the same security?"
+    return "nothing accepted the connection: is `munet serve` running there, and reachable?"
+
+
 class BackendError(MunetError):
     """The backend answered with an error, or did not answer. ``code`` is a protocol error code."""
 
@@ -78,6 +100,8 @@ class Client:
         self._ids = itertools.count(1)
         self._incarnation = 0
         self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._events: set[int] = set()
         self._pending: str | None = None  # id of the call in progress (for cancel_pending)
 
     # -- socket lifecycle
@@ -90,6 +114,7 @@ class Client:
             sock.sndhwm = sock.rcvhwm = 1000
             if self._keys is not None:
                 transport.secure_client(sock, self._keys)
+            self._monitor = sock.get_monitor_socket(_HANDSHAKE_EVENTS)
             transport.connect(sock, self.endpoint)
             self._sock = sock
         return self._sock
@@ -97,9 +122,21 @@ class Client:
     def _reset(self) -> None:
         """Drop the socket and everything queued in it; the next call connects afresh."""
         if self._sock is not None:
+            self._handshake_events()
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
             self._sock.close(linger=0)
             self._sock = None
             self._incarnation += 1
+
+    def _handshake_events(self) -> set[int]:
+        """The connection events seen so far (kept across sockets until a call succeeds)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor is not None and self._monitor.poll(0):
+            self._events.add(int(recv_monitor_message(self._monitor)["event"]))
+        return self._events
 
     def close(self) -> None:
         self._reset()
@@ -153,9 +190,11 @@ class Client:
     def _attempts(self, request_id: str, build: Callable[[str, float], protocol.Message], timeout_s: float,
                   silence_s: Callable[[float], float], on_progress: Callable[[protocol.Progress], None] | None,
                   cancel: threading.Event | None) -> protocol.Message:
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         attempts = self.retries + 1
         heard = False
+        self._events.clear()
         for attempt in range(attempts):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -171,7 +210,7 @@ class Client:
                     self._reset()
                     if heard:
                         raise BackendError("timeout", f"no final answer from {self.endpoint} within {timeout_s:g} s")
-                    raise self._unreachable(timeout_s, attempt + 1)
+                    raise self._unreachable(time.monotonic() - started, attempt + 1, allowed_silence)
                 if now - last_heard >= allowed_silence:
                     log.info("no answer from %s for %.1f s (attempt %d of %d)", self.endpoint, now - last_heard, attempt + 1, attempts)
                     self._reset()
@@ -206,7 +245,7 @@ class Client:
                         break
                     raise BackendError(reply.code, reply.message)
                 return reply
-        raise self._unreachable(timeout_s, attempts)
+        raise self._unreachable(time.monotonic() - started, attempts, silence_s(timeout_s))
 
     def cancel_pending(self, wait_s: float = 1.0) -> bool:
         """Cancel the call that was interrupted (e.g. by KeyboardInterrupt) inside ``reconstruct``:
@@ -223,9 +262,13 @@ class Client:
                 return reply.found
         return False
 
-    def _unreachable(self, timeout_s: float, attempts: int) -> BackendError:
-        return BackendError("unreachable", f"no answer from the backend at {self.endpoint} within {timeout_s:g} s "
-                                           f"({attempts} attempt(s)): is `munet serve` running there, and reachable?")
+    def _unreachable(self, elapsed_s: float, attempts: int, silence_s: float) -> BackendError:
+        """No answer: say how long and how often we tried, and what the connection showed (a security
+        handshake that failed names the key problem; a missing server, the server)."""
+        why = _handshake_hint(self._handshake_events() if self._monitor is not None else self._events, self._keys)
+        self._events.clear()
+        return BackendError("unreachable", f"no answer from the backend at {self.endpoint}: {attempts} attempt(s) "
+                                           f"in {elapsed_s:.1f} s, each given up after {silence_s:.1f} s of silence: {why}")
 
     # -- operations
 
@@ -304,9 +347,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     tmp_path = pathlib.Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp made it 0600: give it the mode open() would
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it where Linux allows)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def result_arrays(result: protocol.ResultReconstruction) -> dict[str, np.ndarray]:

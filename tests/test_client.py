@@ -93,6 +93,30 @@ def test_no_server_is_unreachable_within_the_timeout():
         with pytest.raises(BackendError) as err:
             client.ping(timeout_s=0.6)
         assert err.value.code == "unreachable" and time.monotonic() - start < 0.9
+    assert "2 attempt(s) in 0." in str(err.value) and "nothing accepted the connection" in str(err.value)
+
+
+def test_a_silent_server_is_reported_with_the_real_time_and_attempts():
+    """The message used to say "within 600 s (3 attempt(s))" after ~15 s: it now says what happened."""
+    import re
+
+    import zmq
+
+    silent = zmq.Context.instance().socket(zmq.ROUTER)  # accepts, reads, never answers
+    silent.linger = 0
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", retries=2, idle_timeout_s=0.3) as client:
+            start = time.monotonic()
+            with pytest.raises(BackendError) as err:
+                client.reconstruct(PHOTO, timeout_s=600)
+            elapsed = time.monotonic() - start
+    finally:
+        silent.close()
+    message = str(err.value)
+    assert err.value.code == "unreachable" and "3 attempt(s)" in message and "600" not in message, message
+    reported = float(re.search(r"in ([0-9.]+) s", message).group(1))
+    assert abs(reported - elapsed) < 0.2 and "did not answer in time" in message, message
 
 
 def test_local_checks_before_sending():
@@ -144,9 +168,12 @@ def test_to_reconstruction_copies(result):
 # The `munet client` command
 
 
-def munet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def munet(*args: str, timeout: float = 60, umask: int | None = None) -> subprocess.CompletedProcess:
+    import os
+
     return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=REPO, env=child_env(),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=None if umask is None else lambda: os.umask(umask))
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +234,13 @@ def test_help_and_argument_errors_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_cli_output_files_honour_the_umask(server, tmp_path):
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"out-{umask:o}.npz"
+        done = munet("client", "reconstruct", str(EXAMPLE_PHOTO), "--endpoint", server.endpoint, "-o", str(out),
+                     "--report", str(tmp_path / f"report-{umask:o}.json"), umask=umask)
+        assert done.returncode == 0, done.stderr
+        assert out.stat().st_mode & 0o777 == mode
+        assert (tmp_path / f"report-{umask:o}.json").stat().st_mode & 0o777 == mode

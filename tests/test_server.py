@@ -432,14 +432,76 @@ def test_curve_keys(tmp_path):
         maker = ChildProcess(["keys", str(directory)], child_env()).start()
         assert maker.wait(20) == 0
         maker.cleanup()
-    assert (keys / "server.key_secret").stat().st_mode & 0o077 == 0
+    # Secret keys 0600 from the start (written under a temporary name, renamed), in a 0700 folder.
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert (keys / "server.key_secret").stat().st_mode & 0o777 == 0o600
+    assert (keys / "client.key_secret").stat().st_mode & 0o777 == 0o600
+    assert not [path for path in keys.iterdir() if path.name.endswith(".tmp")]
     server = ServerProcess("--curve-keys", str(keys)).start(wait_ready=False)
     try:
         with Client(server.endpoint, curve_keys=str(keys)) as client:
             assert client.ping(timeout_s=5).worker
-        for wrong in (None, str(other)):
+        # Each way of holding the wrong keys is named, even on loopback.
+        hints = {None: "server uses CURVE and this client does not", str(other): "is not the key of the server"}
+        for wrong, hint in hints.items():
             with Client(server.endpoint, curve_keys=wrong, retries=0) as client, pytest.raises(BackendError) as err:
                 client.ping(timeout_s=0.5)
-            assert err.value.code == "unreachable"
+            assert err.value.code == "unreachable" and hint in str(err.value), str(err.value)
+        stranger = tmp_path / "stranger"
+        stranger.mkdir()
+        for name in ("server.key", "client.key", "client.key_secret"):  # the right server, an unknown client
+            (stranger / name).write_bytes(((keys if name == "server.key" else other) / name).read_bytes())
+        with Client(server.endpoint, curve_keys=str(stranger), retries=0) as client, pytest.raises(BackendError) as err:
+            client.ping(timeout_s=0.5)
+        assert "refused this client's key" in str(err.value), str(err.value)
+        # A key added to authorized_clients/ is accepted without a restart.
+        (keys / "authorized_clients" / "other.key").write_bytes((other / "client.key").read_bytes())
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with Client(server.endpoint, curve_keys=str(stranger), retries=0) as client:
+                    assert client.ping(timeout_s=0.5).worker
+                break
+            except BackendError:
+                assert time.monotonic() < deadline, "the new key was not accepted within 10 s"
     finally:
         server.cleanup()
+
+
+def test_a_routing_id_in_use_cannot_be_taken_over(slow):
+    """A second connection claiming a connected client's routing id gets nothing; the first is unharmed."""
+    with RawClient(slow.endpoint, identity=b"victim") as victim:
+        victim.send(p.Reconstruct("mine", image=PHOTO, timeout_s=30))
+        victim.until(lambda m: m.TYPE == "progress" and m.stage == "started")
+        with RawClient(slow.endpoint, identity=b"victim") as thief:
+            thief.send(p.Ping("steal"))
+            assert thief.recv(1.0) is None
+        assert victim.terminal("mine", 20)[-1].TYPE == "result"
+
+
+def test_reads_too_slowly_is_logged_once_per_period(caplog):
+    """A client that never reads its replies made 10,000 identical warnings in 4.7 s: now one line per client
+    at first, then one per period with the count dropped meanwhile."""
+    from backend.server import _SLOW_READER_LOG_S, Server, ServerConfig
+
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:0"), make_engine=lambda: None)
+    with caplog.at_level("WARNING", logger="backend.server"):
+        for k in range(10_000):
+            server._slow_reader((b"lazy",), now=100.0 + 4.7 * k / 10_000)
+        server._slow_reader((b"other",), now=104.0)
+        server._slow_reader((b"lazy",), now=100.0 + _SLOW_READER_LOG_S + 0.1)
+    lines = [r.getMessage() for r in caplog.records if "reads too slowly" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert "10000 more replies dropped" in lines[-1]
+
+
+def test_request_ids_and_codes_match_exactly():
+    """`re.match` with `$` let "abc\\n" through: ids and error codes are checked with fullmatch."""
+    for bad in ("abc\n", "abc def", "", "x" * 129, "caf\u00e9"):
+        with pytest.raises(p.ProtocolError):
+            p.decode([msgpack.packb({"v": p.PROTOCOL_VERSION, "type": "ping", "id": bad})])
+    assert p.decode([msgpack.packb({"v": p.PROTOCOL_VERSION, "type": "ping", "id": "abc"})]).id == "abc"
+    error = {"v": p.PROTOCOL_VERSION, "type": "error", "id": "x", "code": "timeout", "message": "m"}
+    assert p.decode([msgpack.packb(error)], expect="reply").code == "timeout"
+    with pytest.raises(p.ProtocolError):
+        p.decode([msgpack.packb({**error, "code": "timeout\n"})], expect="reply")

@@ -21,5 +21,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"server: munet serve --bind tcp://0.0.0.0:5555 --curve-keys {args.directory}\n"
           f"client: copy {args.directory} WITHOUT server.key_secret, then "
           f"munet client ping --endpoint tcp://SERVER:5555 --curve-keys DIR\n"
-          f"more clients: put their public .key files in {args.directory}/authorized_clients/")
+          f"more clients: put their public .key files in {args.directory}/authorized_clients/ "
+          f"(a running server applies changes there within a second)")
     return 0

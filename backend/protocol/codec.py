@@ -59,7 +59,7 @@ def decode(frames: list[bytes | memoryview], *, expect: str = "request", limits:
     views = [v if v.format == "B" and v.ndim == 1 else v.cast("B") for v in views]
     header = _unpack_header(views[0], limits)
     raw_id = header.get("id")
-    request_id = raw_id if isinstance(raw_id, str) and ID_RE.match(raw_id) else None
+    request_id = raw_id if isinstance(raw_id, str) and ID_RE.fullmatch(raw_id) else None
     try:
         version = header.get("v")
         if isinstance(version, bool) or not isinstance(version, int):

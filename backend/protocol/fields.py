@@ -27,8 +27,8 @@ _IMAGE_SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
     ("webp", b"WEBP", 8),  # after b"RIFF" + 4 size bytes
 )
 
-ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
-CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces: always use fullmatch ("$" allows a final "\n")
+CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # fullmatch, like ID_RE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,7 @@ def check_bool(value: Any, where: str) -> bool:
 
 
 def check_request_id(value: Any, where: str = "id") -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise fail(where, "1-128 printable ASCII characters without spaces", value)
     return value
 

@@ -248,7 +248,7 @@ class Error(Message):
     @classmethod
     def _from_wire(cls, header: dict, frames: FrameReader) -> "Error":
         code = header["code"]
-        if not isinstance(code, str) or not CODE_RE.match(code):
+        if not isinstance(code, str) or not CODE_RE.fullmatch(code):
             raise fail("code", "a lower-case error code", code)
         return cls(id=header["id"], code=code, message=check_str(header["message"], "message", max_len=4000))
 
