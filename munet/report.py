@@ -95,8 +95,8 @@ class MeshReport(_Record):
 class GarmentReport(_Record):
     """What the clothing stage saw in the photo (``munet.fitting.garments``, ``munet.fitting.hair``).
 
-    garment: ``"trousers"``, ``"shorts"``, ``"skirt"``, ``"dress"``, ``"long_coat"`` (these three are closed
-    round both legs down to the hem) or ``"unseen"`` (the legs are out of the photo); hem_leg_u: the hem on
+    garment: ``"trousers"``, ``"shorts"``, ``"skirt"``, ``"dress"`` (these two are closed round both legs
+    down to the hem; a long coat reads as a dress) or ``"unseen"`` (the legs are out of the photo); hem_leg_u: the hem on
     the leg (0 hip joint, 1 knee, 2 ankle), None when not loose; garment_evidence: the numbers the decision
     used (levels down the legs with a gap between the body's legs, how many the mask bridges, the flare
     beyond the body, colour distances); hair: ``"none"``, ``"short"``, ``"long"`` or ``"unseen"``;

@@ -10,10 +10,12 @@ into the report):
 * *hem*: the run of bridged levels from the first level with a gap; it ends at the hem (``hem_u``).
 * *flare*: how far the mask reaches beyond the body's silhouette at the legs' outer sides (metres).
 * the garment is loose when the run holds ``MIN_BRIDGED_LEVELS`` levels and either reaches the knee or
-  flares ``MIN_FLARE_M``; then colours (CIE Lab, ``SAME_COLOUR_DE``): the same colour on the torso makes
-  it a ``dress``, on the torso and down both arms (long sleeves) and past the knee a ``long_coat``, else
-  a ``skirt``. Without bridging: ``shorts`` when the shins are skin-coloured (like the face) and unlike
-  the thighs, else ``trousers``; with the legs out of the photo, ``unseen``.
+  flares ``MIN_FLARE_M`` over ``MIN_FLARED_LEVELS`` levels (a mini skirt above that reads as shorts);
+  then its colour (CIE Lab, ``SAME_COLOUR_DE``): the torso's makes it a ``dress``, else a ``skirt`` (a long
+  coat reads as a dress: the same surface; the colour cues cannot tell it from a long-sleeved dress).
+  Without bridging: ``shorts`` when the shins are skin-coloured (like the face and hands, by hue:
+  ``SKIN_LIGHTNESS_WEIGHT``) and unlike the thighs, else ``trousers``; with the legs out of the photo,
+  ``unseen``.
 
 **Geometry** (``munet.fitting.skirt.skirt_positions``): with the shared topology, the lower body's vertices
 between the waist and the hem are re-placed in the rest pose on one surface round both legs, a cone-like skirt
@@ -47,20 +49,24 @@ the legs (a smaller gap is closed by any loose trouser leg)."""
 BRIDGED_FILL = 0.8
 MIN_BRIDGED_LEVELS = 5
 MIN_FLARE_M = 0.04
+MIN_FLARED_LEVELS = 9
+"""A run that ends above the knee is a skirt only when it flares and spans this many levels (wide shorts
+bridge the first few levels below the crotch too)."""
 MIN_FRAMED_LEVELS = 8
 """With fewer leg levels inside the photo the legs are not seen: the garment is ``unseen``."""
 MAX_REACH_M = 0.35
 """How far beyond the legs the flare is looked for."""
 SAME_COLOUR_DE = 18.0
 SKIN_DE = 22.0
+SKIN_LIGHTNESS_WEIGHT = 0.3
+"""Skin against skin is compared mostly by hue and chroma: a shin in shadow is far darker than the face."""
 SHORTS_DE = 20.0
-LOOSE = ("skirt", "dress", "long_coat")
+LOOSE = ("skirt", "dress")
 
 
 @dataclasses.dataclass(frozen=True)
 class GarmentDecision:
-    """kind: ``trousers``, ``shorts``, ``skirt``, ``dress``, ``long_coat`` or ``unseen`` (legs out of the
-    photo); hem_u: the hem's leg coordinate
+    """kind: ``trousers``, ``shorts``, ``skirt``, ``dress`` or ``unseen`` (legs out of the photo); hem_u: the hem's leg coordinate
     (None when not loose); flare_u / flare_m: (L,) levels and the mask's reach beyond the body there
     (metres, NaN where unmeasured); evidence: the numbers the decision used."""
 
@@ -187,7 +193,8 @@ def detect_garment(rgb: np.ndarray, mask: np.ndarray, camera, posed_body: np.nda
     evidence, bridged, fill, excess, framed = _levels(photo, left, right, min_gap_px, metres_per_px)
     first, last, count = _run(evidence, bridged)
     run_flare = float(np.nanmedian(excess[first:last + 1])) if count else float("nan")
-    loose = count >= MIN_BRIDGED_LEVELS and (LEVELS_U[last] >= 0.9 or run_flare >= MIN_FLARE_M)
+    loose = count >= MIN_BRIDGED_LEVELS and (LEVELS_U[last] >= 0.9 or (run_flare >= MIN_FLARE_M
+                                                                          and count >= MIN_FLARED_LEVELS))
     colours = _colours(photo, joints_px, index, left, right, bridged, first, last, posed_body, camera, regions,
                        facing_away)
     facts = {"levels": len(LEVELS_U), "levels_in_frame": framed, "levels_with_gap": int(evidence.sum()),
@@ -207,13 +214,11 @@ def detect_garment(rgb: np.ndarray, mask: np.ndarray, camera, posed_body: np.nda
 
 
 def _loose_kind(colours: dict, hem_u: float) -> str:
+    """``dress`` when the garment has the torso's colour, else ``skirt``. A long coat over a top of its own
+    colour reads as a dress (the same surface round both legs): the arms' colours are reported, but a
+    long-sleeved dress and a coat look alike to these cues, so ``long_coat`` is not guessed."""
     torso = colours.get("skirt_torso_de")
-    if torso is None or torso > SAME_COLOUR_DE:
-        return "skirt"
-    arms = [colours.get("skirt_upper_arm_de"), colours.get("skirt_forearm_de")]
-    if all(a is not None and a <= SAME_COLOUR_DE for a in arms) and hem_u >= 1.0:
-        return "long_coat"
-    return "dress"
+    return "dress" if torso is not None and torso <= SAME_COLOUR_DE else "skirt"
 
 
 def _shorts(colours: dict) -> bool:
@@ -230,7 +235,8 @@ def _colours(photo: _Photo, joints_px: np.ndarray, index: dict, left: np.ndarray
 
     lab = cv2.cvtColor(photo.rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
-    def median(points: np.ndarray, need_body: bool = True) -> np.ndarray | None:
+    def median(points: np.ndarray, need_body: bool = False) -> np.ndarray | None:
+        """Median Lab inside the mask (and the legs' silhouette, with ``need_body``) at points (N, 2)."""
         points = points[_inside(photo, points)]
         keep = _pixels(photo.mask, points) & (_pixels(photo.body, points) if need_body else True)
         return np.median(_pixels(lab, points[keep]), axis=0) if keep.sum() >= 5 else None
@@ -245,24 +251,26 @@ def _colours(photo: _Photo, joints_px: np.ndarray, index: dict, left: np.ndarray
     parts = {"torso": median(shoulders * (1 - t) + joints_px[index["pelvis"]] * t),
              "upper_arm": median(segment("shoulder", "elbow", 0.3, 0.7)),
              "forearm": median(segment("elbow", "wrist", 0.3, 0.7)),
-             "thigh": median(np.concatenate([_polyline(leg, np.linspace(0.3, 0.7, 8)) for leg in (left, right)])),
-             "shin": median(np.concatenate([_polyline(leg, np.linspace(1.3, 1.7, 8)) for leg in (left, right)]))}
+             "thigh": median(np.concatenate([_polyline(leg, np.linspace(0.3, 0.7, 8)) for leg in (left, right)]), True),
+             "shin": median(np.concatenate([_polyline(leg, np.linspace(1.3, 1.7, 8)) for leg in (left, right)]), True)}
     if last >= 0:
         pl, pr = _polyline(left, LEVELS_U), _polyline(right, LEVELS_U)
         ks = [k for k in range(first, last + 1) if bridged[k]]
         mids = np.concatenate([pl[ks] * (1 - s) + pr[ks] * s for s in (0.4, 0.5, 0.6)])
-        parts["skirt"] = median(mids, need_body=False)
+        parts["skirt"] = median(mids)
     skin = regions.hands | (regions.face if not facing_away else False)
     uv, _ = camera.project(posed_body[skin].astype(np.float64))
     parts["skin"] = median(uv * photo.scale)
 
-    def de(a: str, b: str):
+    def de(a: str, b: str, lightness: float = 1.0):
         pa, pb = parts.get(a), parts.get(b)
-        return None if pa is None or pb is None else round(float(np.linalg.norm(pa - pb)), 1)
+        if pa is None or pb is None:
+            return None
+        return round(float(np.linalg.norm((pa - pb) * np.array([lightness, 1.0, 1.0]))), 1)
 
     return {"skirt_torso_de": de("skirt", "torso"), "skirt_upper_arm_de": de("skirt", "upper_arm"),
             "skirt_forearm_de": de("skirt", "forearm"), "thigh_shin_de": de("thigh", "shin"),
-            "shin_skin_de": de("shin", "skin")}
+            "shin_skin_de": de("shin", "skin", SKIN_LIGHTNESS_WEIGHT)}
 
 
 def dress(body, detected, refined, regions, field, hair, operator) -> ClothingResult:
