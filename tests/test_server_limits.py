@@ -73,10 +73,25 @@ def zmtp_peer(endpoint: str) -> socket.socket:
     """A raw TCP peer that has done the ZMTP 3.0 NULL handshake as a DEALER (and sent no message yet)."""
     host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
     sock = socket.create_connection((host, int(port)))
+    sock.settimeout(5.0)
     greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
+    sock.sendall(greeting)
+    _read_exactly(sock, 64)  # the server's greeting first: libzmq may refuse a READY that arrives with ours
     ready = b"\x05READY" + bytes([11]) + b"Socket-Type" + struct.pack(">I", 6) + b"DEALER"
-    sock.sendall(greeting + bytes([0x04, len(ready)]) + ready)
+    sock.sendall(bytes([0x04, len(ready)]) + ready)
+    flags, size = _read_exactly(sock, 2)  # the server's READY command (short)
+    assert flags == 0x04, flags
+    _read_exactly(sock, size)
     return sock
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        assert chunk, "the server closed the connection during the handshake"
+        data += chunk
+    return data
 
 
 def frame_header(size: int, more: bool) -> bytes:
@@ -146,7 +161,7 @@ def test_many_frames_under_the_frame_limit_are_cut_off(server):
     peak = status(server.pid, "VmHWM") - before
     print(f"8MiB frames: sent {sent / MiB:.0f} MiB, peak RSS +{peak / MiB:.0f} MiB, slowest of {len(pinger.rtts)} pings "
           f"{1000 * max(pinger.rtts):.1f} ms")
-    assert dropped and sent < 320 * MiB, f"the peer sent {sent / MiB:.0f} MiB and was not dropped"
+    assert dropped and 40 * MiB <= sent < 320 * MiB, f"the peer sent {sent / MiB:.0f} MiB (dropped: {dropped})"
     assert peak <= RSS_BOUND, f"peak RSS +{peak / MiB:.0f} MiB"
     assert max(pinger.rtts) <= PING_BOUND_S, f"slowest ping {1000 * max(pinger.rtts):.1f} ms"
 
