@@ -18,7 +18,8 @@ CLEARANCE_M = 0.01
 SKIRT_MAX_FLARE_M = 0.35
 MIDDLE_OVERLAP_M = 0.003
 CROTCH_HALF_WIDTH_M = 0.05
-"""Torso vertices this close to the middle plane, below the hip joints, are the crotch (they stay put)."""
+"""Torso vertices this close to the pelvis' vertical in x and y, below the hip joints, are the crotch (they
+stay put; the buttocks behind them go on the skirt)."""
 HIP_BLEND_M = 0.1
 """Over this height below the hip joints a leg's outer half turns from its angle about the pelvis to its
 angle about the thigh."""
@@ -26,6 +27,11 @@ angle about the thigh."""
 WAIST_BLEND_T = 0.15
 """Over this first part of the skirt its surface blends in from the clothed torso above."""
 HEIGHTS, ANGLES = 24, 48
+ARC_STRETCH = 1.2
+"""Each leg's ring angles are stretched by this much, so its vertices nearest the front and back lines land
+on them and the two halves of the skirt meet there without a notch."""
+FLARE_RAMP_T = 0.3
+"""The measured flare grows in over this first part of the skirt (none at the waistband)."""
 SKIRT_TARGET = {"pelvis": 0.5, "left_hip": 0.25, "right_hip": 0.25}
 """The smpl24 weights the skirt's vertices blend towards."""
 
@@ -110,6 +116,7 @@ def _flare_profile(frame: SkirtFrame, rest_joints: np.ndarray, joint_names: tupl
     t_levels = frame.t(leg_height(rest_joints, index, flare_u[known]))
     order = np.argsort(t_levels)
     profile = np.interp(grid, t_levels[order], flare_m[known][order], left=0.0)
+    profile *= np.clip(grid / FLARE_RAMP_T, 0.0, 1.0)  # no flare at the waistband
     return np.clip(np.maximum.accumulate(profile), 0.0, SKIRT_MAX_FLARE_M)
 
 
@@ -133,7 +140,8 @@ def skirt_positions(base: np.ndarray, body: np.ndarray, rest_joints: np.ndarray,
     # the crotch (torso between the legs, below the hip joints) stays on the body: the legs' inner walls meet
     # in the middle plane there
     member &= ~(~np.isin(regions.limb, (LEG_L, LEG_R)) & (body[:, 2] < hip_z)
-                & (np.abs(body[:, 0] - frame.centre[0]) < CROTCH_HALF_WIDTH_M))
+                & (np.abs(body[:, 0] - frame.centre[0]) < CROTCH_HALF_WIDTH_M)
+                & (np.abs(body[:, 1] - frame.centre[1]) < CROTCH_HALF_WIDTH_M))
     table = _support_table(body[regions.lower_body & ~regions.feet], frame)
     table = np.minimum(table + CLEARANCE_M + _flare_profile(frame, rest_joints, joint_names, flare_u, flare_m)[:, None],
                        table + SKIRT_MAX_FLARE_M)
@@ -151,10 +159,12 @@ def skirt_positions(base: np.ndarray, body: np.ndarray, rest_joints: np.ndarray,
         # round the hips the outer half keeps its own angle about the pelvis (the torso's continuation); lower
         # down it takes its angle about the thigh, so each leg's outer half spans its side of the skirt
         down = np.clip((hip_z - body[legs, 2]) / HIP_BLEND_M, 0.0, 1.0)
-        mapped = theta if sign > 0 else np.pi - theta
+        stretched = np.clip(theta * ARC_STRETCH, -np.pi / 2, np.pi / 2)
+        mapped = stretched if sign > 0 else np.pi - stretched
         phi = angle[legs] + down * np.angle(np.exp(1j * (mapped - angle[legs])))
         placed = _on_circle(frame, table, t[legs], phi, z[legs])
         s = (np.mod(theta, 2 * np.pi) - np.pi / 2) / np.pi  # inner half: 0 at the back, 1 at the front
+        s = (s - 0.5) * ARC_STRETCH + 0.5  # the ring's vertices nearest the front and back meet the arcs' ends
         back = frame.centre[1] + _radius(table, t[legs], np.full(legs.sum(), np.pi / 2))
         front = frame.centre[1] - _radius(table, t[legs], np.full(legs.sum(), -np.pi / 2))
         middle = np.stack([np.full(legs.sum(), frame.centre[0] - sign * MIDDLE_OVERLAP_M),
