@@ -1,11 +1,15 @@
 """The benchmark: methods side by side on the held-out synthetic test set, plus the real-photo check.
 
-    python -m training.evaluate --data data/testset --methods floor,fitting --out results/bench.json
+    python -m training.evaluate --methods floor,fitting --out results/bench.json     # protocol v2
+    python -m training.evaluate --protocol 1 --data data/testset --methods floor,fitting
     python -m training.evaluate --data data/testset --methods fitting,network,body_only=network:ckpt.safetensors
     python -m training.evaluate --real-photos ../shared/images --overlays results/overlays
 
-With ``--generate``, a missing test set is generated first from ``training/configs/testset.yaml``
-(~15 s per 100 samples on 2 cores). Writes a JSON report (protocol, per-method means and medians
+The benchmark protocol (``--protocol``, default 2; ``training/evaluation/metrics.py`` states both) picks
+the test set's config: v1 ``training/configs/testset.yaml`` (``data/testset``), v2
+``training/configs/testset_v2.yaml`` (``data/testset_v2``; ``--config`` overrides, e.g. another simulator).
+With ``--generate``, a missing test set is generated first from that config (~15 s per 100 samples on 2
+cores). Writes a JSON report (``protocol_version``, the protocol, per-method means and medians
 overall and for full-body / partial views / skirts, per-stage times, per-sample records) and prints
 a markdown table. Metric definitions: ``training/evaluation/metrics.py``.
 """
@@ -23,37 +27,42 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TESTSET_CONFIG = REPO / "training" / "configs" / "testset.yaml"
 DEFAULT_TESTSET = REPO / "data" / "testset"
+TESTSETS = {1: (TESTSET_CONFIG, DEFAULT_TESTSET),
+            2: (REPO / "training" / "configs" / "testset_v2.yaml", REPO / "data" / "testset_v2")}
+"""Per benchmark protocol: the test set's config and its default folder."""
 DEFAULT_PHOTOS = REPO.parent / "shared" / "images"
 
 log = logging.getLogger("training.evaluate")
 
 
-def ensure_testset(root: pathlib.Path, workers: int) -> None:
-    """Generate the held-out set into ``root`` from testset.yaml unless it is already there."""
+def ensure_testset(root: pathlib.Path, workers: int, config: pathlib.Path = TESTSET_CONFIG) -> None:
+    """Generate the held-out set into ``root`` from ``config`` unless it is already there."""
     from training.data import generate
 
     if (root / "manifest.json").exists():
         return
-    log.info("test set not found at %s: generating it from %s", root, TESTSET_CONFIG)
-    code = generate.main(["--config", str(TESTSET_CONFIG), "--out", str(root), "--workers", str(workers)])
+    log.info("test set not found at %s: generating it from %s", root, config)
+    code = generate.main(["--config", str(config), "--out", str(root), "--workers", str(workers)])
     if code:
         raise RuntimeError(f"generating the test set failed (exit {code})")
 
 
-def evaluate_synthetic(root: pathlib.Path, specs: list[str], limit: int | None, workers: int, surface_points: int) -> dict:
+def evaluate_synthetic(root: pathlib.Path, specs: list[str], limit: int | None, workers: int, surface_points: int,
+                       protocol_version: int = 2) -> dict:
     from training.data.shards import read_manifest
     from training.evaluation import harness
     from training.evaluation.metrics import __doc__ as protocol
 
     names = [s.partition("=")[0] if "=" in s else s.split(":")[0] for s in specs]
     started = time.perf_counter()
-    records = harness.run(str(root), specs, limit, workers, surface_points)
+    records = harness.run(str(root), specs, limit, workers, surface_points, protocol_version)
     manifest = read_manifest(root)
     summary = harness.aggregate(records, names)
     return {
         "dataset": {"path": str(root), "seed": manifest["seed"], "count": manifest["count"],
                     "evaluated": len(records), "config_fingerprint": manifest["config_fingerprint"]},  # fmt: skip
         "methods": specs,
+        "protocol_version": protocol_version,
         "protocol": protocol,
         "summary": summary,
         "table": harness.table(summary),
@@ -68,7 +77,11 @@ def evaluate_synthetic(root: pathlib.Path, specs: list[str], limit: int | None, 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_TESTSET, help=f"test set directory (default {DEFAULT_TESTSET})")
+    parser.add_argument("--protocol", type=int, choices=sorted(TESTSETS), default=2,
+                        help="benchmark protocol (training/evaluation/metrics.py; default 2)")
+    parser.add_argument("--data", type=pathlib.Path, help="test set directory (default data/testset_v2, v1: data/testset)")
+    parser.add_argument("--config", type=pathlib.Path,
+                        help="the test set's data config for --generate (default the protocol's testset yaml)")
     parser.add_argument("--generate", action="store_true", help="generate the test set first if it is missing")
     parser.add_argument("--methods", default="floor,fitting",
                         help="comma-separated method specs: fitting, network[:CKPT], network_only[:CKPT], floor, oracle, "
@@ -88,15 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     specs = [s.strip() for s in args.methods.split(",") if s.strip()]
-    report: dict = {}
+    config = args.config or TESTSETS[args.protocol][0]
+    data = args.data or TESTSETS[args.protocol][1]
+    report: dict = {"protocol_version": args.protocol}
     if not args.no_synthetic:
         if args.generate:
-            ensure_testset(args.data, args.workers)
-        if not (args.data / "manifest.json").exists():
-            print(f"error: no test set at {args.data}: generate it with `python -m training.data.generate "
-                  f"--config {TESTSET_CONFIG.relative_to(REPO)} --out {args.data}` or pass --generate", file=sys.stderr)  # fmt: skip
+            ensure_testset(data, args.workers, config)
+        if not (data / "manifest.json").exists():
+            print(f"error: no test set at {data}: generate it with `python -m training.data.generate "
+                  f"--config {config} --out {data}` or pass --generate", file=sys.stderr)  # fmt: skip
             return 2
-        report["synthetic"] = evaluate_synthetic(args.data, specs, args.limit, args.workers, args.surface_points)
+        report["synthetic"] = evaluate_synthetic(data, specs, args.limit, args.workers, args.surface_points, args.protocol)
         print(report["synthetic"]["table"])
         print()
         print("median time per stage (ms):")

@@ -10,6 +10,9 @@ sum of its squared residuals:
 * ``ground``: feet that touch the floor touch z = 0 (cm), nothing below it. Under perspective this is what
   makes the foot higher in the photo the farther one.
 * ``world``: 3D bone directions from MediaPipe's world keypoints (a weak prior: its depth is unreliable).
+* ``anchor`` (only with a ``DepthAnchor``, the network's body): every anchor point's camera-frame position
+  relative to the hips, against the network's (cm): strongly along the viewing axis (the depth the photo
+  cannot see), weakly in the image plane (which the 2D terms may move).
 * ``pose`` / ``limits``: small-angle prior; Euler joint limits and hinge ranges (radians).
 * ``shape``: phenotypes stay near average (or near ``targets.shape_prior``, the network's shape).
   ``upright``: the spine stays within ~25 deg of vertical. ``camera``: pitch near level, camera above
@@ -74,6 +77,8 @@ class FitWeights:
     upright_free_deg: float = 25.0
     camera_pitch: float = 2.0  # per (pitch / 30 deg)^2
     camera_height: float = 100.0  # per metre below 0.2 m, squared
+    anchor_depth: float = 1.0  # per cm^2 of mean relative-depth deviation from the network's body
+    anchor_plane: float = 0.05  # per cm^2 of mean image-plane deviation (relative to the hips)
 
 
 @dataclasses.dataclass
@@ -122,6 +127,29 @@ class FitState:
     def focal_px(self, prior_focal_px: float) -> torch.Tensor:
         """(B,) each candidate's focal length in pixels."""
         return prior_focal_px * torch.exp(self.camera[:, 2])
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthAnchor:
+    """The network's body as the refinement's 3D anchor.
+
+    points: ``PointSet`` of K body vertices spread over the mesh; target_cam: (33 + K, 3) float64, the
+    network's 33 landmarks then those K vertices in the OpenCV camera frame (orientation only), metres,
+    relative to the midpoint of its two hip landmarks.
+    """
+
+    points: PointSet
+    target_cam: torch.Tensor
+
+
+HIP_LANDMARKS = (23, 24)
+ANCHOR_VERTICES = 96
+"""Mesh vertices (besides the 33 landmarks) whose depth the anchor holds (a fixed, evenly drawn subset)."""
+
+
+def relative_to_hips(points_cam: torch.Tensor) -> torch.Tensor:
+    """(..., 33 + K, 3) landmarks-then-points -> the same relative to the midpoint of the hip landmarks."""
+    return points_cam - points_cam[..., HIP_LANDMARKS, :].mean(-2, keepdim=True)
 
 
 @dataclasses.dataclass
@@ -203,10 +231,11 @@ class BodyFitter:
     # ---- model evaluation -----------------------------------------------------------------------
 
     def evaluate(self, state_rows: dict[str, torch.Tensor], extra: PointSet | None = None,
-                 rest_cache: tuple | None = None) -> dict[str, torch.Tensor]:
+                 rest_cache: tuple | None = None, anchor: PointSet | None = None) -> dict[str, torch.Tensor]:
         """Pose the point sets for N parameter rows: root_init (N, 3, 3), pose (N, P), translation (N, 3),
-        shape (N, S). rest_cache: (rest points list, rest joints) to reuse when the shape is fixed."""
-        sets = [self.landmark_points, self.sole_points] + ([extra] if extra is not None else [])
+        shape (N, S). rest_cache: (rest points list, rest joints) to reuse when the shape is fixed (built
+        from ``point_sets(extra, anchor)``); anchor: the ``DepthAnchor``'s points (out["anchor"])."""
+        sets = self.point_sets(extra, anchor)
         if rest_cache is None:
             rest, rest_j = self.subset.rest(state_rows["shape"], sets)
         else:
@@ -220,10 +249,23 @@ class BodyFitter:
             "sole_left": posed[1][:, :n_l],
             "sole_right": posed[1][:, n_l:],
             "extra": extra_posed,
-            "all": torch.cat(posed, 1),
+            "anchor": posed[-1] if anchor is not None else None,
+            "all": torch.cat(posed[: len(posed) - (anchor is not None)], 1),
             "joints": joints,
             "rotations": rotations,
         }
+
+    def point_sets(self, extra: PointSet | None = None, anchor: PointSet | None = None) -> list[PointSet]:
+        """The point sets ``evaluate`` poses, in order: landmarks, soles, [extra], [anchor]."""
+        return [self.landmark_points, self.sole_points] + [p for p in (extra, anchor) if p is not None]
+
+    def depth_anchor(self, vertices_cam: np.ndarray, count: int = ANCHOR_VERTICES) -> DepthAnchor:
+        """The anchor holding a body's relative depths: (V, 3) full-mesh vertices in the OpenCV camera frame
+        (the network's body) -> its landmarks and ``count`` evenly drawn vertices, relative to its hips."""
+        index = np.sort(np.random.default_rng(0).choice(len(vertices_cam), count, replace=False))
+        points = np.concatenate([self.regress_landmarks(vertices_cam.astype(np.float64)), vertices_cam[index]])
+        target = relative_to_hips(torch.from_numpy(points.astype(np.float64)).to(DTYPE))
+        return DepthAnchor(self.subset.vertices(torch.from_numpy(index)), target)
 
     def shape_prior(self, targets: FitTargets) -> torch.Tensor:
         """(1, S) the centre of the shape prior (where fits start): ``targets.shape_prior`` when given,
@@ -243,12 +285,13 @@ class BodyFitter:
     # ---- residuals ------------------------------------------------------------------------------
 
     def residuals(self, targets: FitTargets, rows: dict[str, torch.Tensor], pairs: dict | None = None,
-                  weights: FitWeights | None = None, rest_cache=None) -> dict[str, torch.Tensor]:
+                  weights: FitWeights | None = None, rest_cache=None, anchor: DepthAnchor | None = None,
+                  ) -> dict[str, torch.Tensor]:
         """Residual groups (each (N, R_g)) for N parameter rows (see ``evaluate``; plus camera (N, 3))."""
         w = weights or self.weights
         t = _tensors(targets)
         extra = pairs["points"] if pairs is not None else None
-        out = self.evaluate(rows, extra, rest_cache)
+        out = self.evaluate(rows, extra, rest_cache, anchor.points if anchor is not None else None)
         pitch, height = rows["camera"][:, 0], rows["camera"][:, 1]
         focal = targets.focal_px * torch.exp(rows["camera"][:, 2])
         res: dict[str, torch.Tensor] = {}
@@ -278,6 +321,8 @@ class BodyFitter:
             diff = bone_directions(aligned) - t["world_directions"]
             res["world"] = (math.sqrt(ww) * diff * t["bone_sqrt_w"][:, None]).flatten(1)
 
+        if anchor is not None:
+            res["anchor"] = _anchor_residuals(out, pitch, anchor, w)
         res["pose"] = math.sqrt(w.pose) * prior_residuals(rows["pose"], self.limits, t["joint_prior_scale"],
                                                           t["prior_target"])
         res["limits"] = math.sqrt(w.limits) * limit_residuals(out["rotations"], rows["pose"], self.limits)
@@ -298,11 +343,11 @@ class BodyFitter:
 
     def fit(self, targets: FitTargets, state: FitState, iterations: int, silhouette: bool = False,
             refresh_every: int = 5, fit_shape: bool = False, weights: FitWeights | None = None,
-            group_scale: dict[str, torch.Tensor] | None = None) -> FitResult:
+            group_scale: dict[str, torch.Tensor] | None = None, anchor: DepthAnchor | None = None) -> FitResult:
         """Levenberg-Marquardt on pose, translation, camera (and shape) of every candidate. weights: override
         the fitter's loss weights for this call; group_scale: per-candidate (B,) multipliers of residual
         groups (e.g. ``{"ground": ...}`` with zeros to fit some candidates without the floor, in the same
-        batch)."""
+        batch); anchor: hold every point's depth relative to the hips near this body's (the network's)."""
         state = dataclasses.replace(state, names=list(state.names))
         done = 0
         pairs = None
@@ -312,19 +357,20 @@ class BodyFitter:
             steps = min(chunk, iterations - done)
             if silhouette:
                 pairs = self.silhouette_pairs(state, targets)
-            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights, group_scale)
+            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights, group_scale, anchor)
             done += steps
             # stop once the solver settles within a chunk, or fresh correspondences barely change the cost
             if previous is not None and (used < steps or bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all())):
                 break
             previous = cost
         with torch.no_grad():
-            res = _scaled(self.residuals(targets, _rows(state), pairs, weights), group_scale, torch.arange(state.batch))
+            res = _scaled(self.residuals(targets, _rows(state), pairs, weights, anchor=anchor), group_scale,
+                          torch.arange(state.batch))
         return FitResult(state, {k: (v**2).sum(1) for k, v in res.items()})
 
     def _solve(self, targets: FitTargets, state: FitState, iterations: int, pairs, fit_shape: bool,
                weights: FitWeights | None, group_scale: dict[str, torch.Tensor] | None = None,
-               ) -> tuple[FitState, int, torch.Tensor]:
+               anchor: DepthAnchor | None = None) -> tuple[FitState, int, torch.Tensor]:
         n_shape = state.shape.shape[1] if fit_shape else 0
         low, high = self.body.shape_bounds or (None, None)
 
@@ -340,7 +386,8 @@ class BodyFitter:
         rest_cache = None
         shared = False
         if not fit_shape:
-            sets = [self.landmark_points, self.sole_points] + ([pairs["points"]] if pairs is not None else [])
+            sets = self.point_sets(pairs["points"] if pairs is not None else None,
+                                   anchor.points if anchor is not None else None)
             shared = bool((state.shape == state.shape[:1]).all())  # one shape for all: broadcast, no copies
             rest_cache = self.subset.rest(state.shape[:1] if shared else state.shape, sets)
 
@@ -358,7 +405,7 @@ class BodyFitter:
             cache = rest_cache
             if rest_cache is not None and not shared:
                 cache = ([p[owner] for p in rest_cache[0]], rest_cache[1][owner])
-            res = _scaled(self.residuals(targets, unpack(x, owner), pairs, weights, cache), group_scale, owner)
+            res = _scaled(self.residuals(targets, unpack(x, owner), pairs, weights, cache, anchor), group_scale, owner)
             return torch.cat(list(res.values()), 1)
 
         x, r, used = levenberg_marquardt(residual_fn, x0, iterations)
@@ -432,6 +479,17 @@ class BodyFitter:
             "targets": torch.from_numpy(np.concatenate([mask_pts[nearest_mask], mask_pts])).to(DTYPE),
             "sqrt_w": torch.from_numpy(np.sqrt(np.concatenate([w_model, w_mask]))).to(DTYPE),
         }
+
+
+def _anchor_residuals(out: dict[str, torch.Tensor], pitch: torch.Tensor, anchor: DepthAnchor, w: FitWeights) -> torch.Tensor:
+    """(N, 3 (33 + K)) the anchor group: each landmark's and anchor vertex's camera-frame offset from the
+    hips minus the network's (cm), over sqrt of the count: depth weighted ``anchor_depth``, the image plane
+    ``anchor_plane``."""
+    rotation = cam.world_to_camera_rotation(pitch)
+    points = torch.cat([out["landmarks"], out["anchor"]], 1)
+    diff = (relative_to_hips(torch.einsum("nij,nkj->nki", rotation, points)) - anchor.target_cam) * 100.0
+    n = diff.shape[1]
+    return torch.cat([math.sqrt(w.anchor_depth / n) * diff[..., 2], math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
 
 
 def _scaled(res: dict[str, torch.Tensor], group_scale: dict[str, torch.Tensor] | None, owner: torch.Tensor) -> dict:

@@ -186,18 +186,21 @@ class Refined:
 def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter: BodyFitter, body: BodyModel,
            iterations: int) -> Refined:
     """Refine the kept body against keypoints + silhouette, shape free, for ``iterations`` (0: skip); pose
-    the full mesh and build the camera. After the network, its 3D bone directions weigh ``WORLD_WEIGHT_GAIN``
-    times more, so the 2D terms cannot undo its depth."""
+    the full mesh and build the camera. After the network, the refinement moves only what the photo sees:
+    every landmark's and a spread of vertices' depth relative to the hips stays near the network's body
+    (``body_fit.DepthAnchor``, weights ``network_init.refine_weights``), so the 2D terms cannot undo its 3D."""
     from munet.fitting import camera as cam
     from munet.fitting.body_fit import full_body
-    from munet.fitting.network_init import WORLD_WEIGHT_GAIN
+    from munet.fitting.network_init import refine_weights
 
     state = fitted.state
     if iterations > 0:
-        weights = None
+        weights, anchor = None, None
         if initialised.network is not None:
-            weights = dataclasses.replace(fitter.weights, world=fitter.weights.world * WORLD_WEIGHT_GAIN)
-        state = fitter.fit(detected.targets, state, iterations, silhouette=True, fit_shape=True, weights=weights).state
+            weights = refine_weights(fitter.weights)
+            anchor = fitter.depth_anchor(initialised.network.body_cam)
+        state = fitter.fit(detected.targets, state, iterations, silhouette=True, fit_shape=True, weights=weights,
+                           anchor=anchor).state
     posed, rotations = full_body(body, state)
     pitch, height = float(state.pitch_rad[0]), float(state.height_m[0])
     focal = float(state.focal_px(detected.focal_prior_px)[0])

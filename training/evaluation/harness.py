@@ -108,10 +108,14 @@ def _inside_photo(sample: dict, res: int) -> np.ndarray:
 _STATE: dict = {}
 
 
-def _init(specs: list[str], surface_points: int, threads: int) -> None:
+MISSED = "missed: the detector found nobody"
+
+
+def _init(specs: list[str], surface_points: int, threads: int, protocol: int = M.PROTOCOL_VERSION) -> None:
     torch.set_num_threads(threads)
     _STATE["methods"] = [make_method(s) for s in specs]
     _STATE["scorer"] = Scorer(surface_points)
+    _STATE["protocol"] = protocol
 
 
 def _evaluate_one(task: tuple[str, int]) -> dict:
@@ -122,11 +126,14 @@ def _evaluate_one(task: tuple[str, int]) -> dict:
         _STATE["dataset"], _STATE["root"] = ShardDataset(root), root
     sample = _STATE["dataset"][index]
     record = {"index": int(sample["index"]), "framing": int(sample["framing"]), "family": int(sample["family"]),
-              "skirt": int(sample["garments"][4]), "methods": {}}  # fmt: skip
+              "skirt": int(sample["garments"][4]), "detected": M.detected(sample), "methods": {}}  # fmt: skip
     for method in _STATE["methods"]:
+        if not record["detected"] and not method.uses_truth:  # a miss is every detector-fed method's failure
+            record["methods"][method.name] = {"failed": MISSED}
+            continue
         started = time.perf_counter()
         try:
-            prediction = method.predict(inputs_of(sample), sample if method.uses_truth else None)
+            prediction = method.predict(inputs_of(sample, _STATE["protocol"]), sample if method.uses_truth else None)
         except Exception as e:  # noqa: BLE001 - a failure on one sample is recorded, the run goes on
             log.warning("%s failed on sample %d: %s", method.name, index, e)
             record["methods"][method.name] = {"failed": f"{type(e).__name__}: {e}"}
@@ -139,8 +146,10 @@ def _evaluate_one(task: tuple[str, int]) -> dict:
     return record
 
 
-def run(root: str, specs: list[str], limit: int | None = None, workers: int = 1, surface_points: int = 5000) -> list[dict]:
-    """Per-sample records for every method on the first ``limit`` samples of the dataset at ``root``."""
+def run(root: str, specs: list[str], limit: int | None = None, workers: int = 1, surface_points: int = 5000,
+        protocol: int = M.PROTOCOL_VERSION) -> list[dict]:
+    """Per-sample records for every method on the first ``limit`` samples of the dataset at ``root``, under
+    benchmark ``protocol`` (``training.evaluation.metrics``: 1 or 2)."""
     from training.data.shards import read_manifest
 
     total = read_manifest(root)["count"]
@@ -149,13 +158,13 @@ def run(root: str, specs: list[str], limit: int | None = None, workers: int = 1,
     progress = Progress(count, "evaluating")
     records = []
     if workers <= 1:
-        _init(specs, surface_points, threads=1)
+        _init(specs, surface_points, threads=1, protocol=protocol)
         for task in tasks:
             records.append(_evaluate_one(task))
             progress.update()
         return records
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init, initargs=(specs, surface_points, 1)) as pool:
+    with context.Pool(workers, initializer=_init, initargs=(specs, surface_points, 1, protocol)) as pool:
         for record in pool.imap(_evaluate_one, tasks):
             records.append(record)
             progress.update()
@@ -185,9 +194,12 @@ def aggregate(records: list[dict], method_names: list[str]) -> dict:
             ok = [m for m in chosen if "failed" not in m]
             metrics = {key: _summary([m.get(key) for m in ok]) for key, _, _ in METRIC_ORDER}
             stages = sorted({s for m in ok for s in m.get("stages_ms", {})})
+            missed = sum(m.get("failed") == MISSED for m in chosen)
             per_subset[subset] = {
                 "samples": len(chosen),
                 "failures": len(chosen) - len(ok),
+                "missed": missed,
+                "detection_rate": 1.0 - missed / len(chosen) if chosen else float("nan"),
                 "metrics": metrics,
                 "stages_ms_median": {s: float(np.median([m["stages_ms"][s] for m in ok if s in m["stages_ms"]])) for s in stages},
             }
@@ -208,8 +220,8 @@ def stage_table(summary: dict, subset: str = "all") -> str:
 def table(summary: dict, subset: str = "all", reference: tuple[str, ...] = ("floor", "oracle")) -> str:
     """A markdown table, one row per method (reference methods marked), means over the subset."""
     names = list(summary)
-    header = "| method | n | " + " | ".join(label for _, label, _ in METRIC_ORDER) + " |"
-    lines = [header, "|" + "---|" * (len(METRIC_ORDER) + 2)]
+    header = "| method | n | detected | " + " | ".join(label for _, label, _ in METRIC_ORDER) + " |"
+    lines = [header, "|" + "---|" * (len(METRIC_ORDER) + 3)]
     for name in names:
         entry = summary[name][subset]
         cells = []
@@ -217,5 +229,6 @@ def table(summary: dict, subset: str = "all", reference: tuple[str, ...] = ("flo
             value = entry["metrics"][key]["mean"]
             cells.append("-" if value != value else (f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"))
         label = f"{name} (reference, uses truth)" if name in reference else name
-        lines.append(f"| {label} | {entry['samples'] - entry['failures']} | " + " | ".join(cells) + " |")
+        rate = entry.get("detection_rate", 1.0)
+        lines.append(f"| {label} | {entry['samples'] - entry['failures']} | {rate:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -34,13 +34,23 @@ from training.data.sample import DETECTOR_FIELDS, to_camera
 @dataclasses.dataclass(frozen=True)
 class EvalInputs:
     """The detector's output for one sample (fields of ``training/data/sample.py``: ``DETECTOR_FIELDS``,
-    numpy arrays) -- no ground truth."""
+    numpy arrays) -- no ground truth -- and the focal length the photo's EXIF would give (pixels; None: the
+    photo carries none and the method estimates it). ``K`` is the truth's intrinsics: the frame in which a
+    method's answer is scored; a method reads the focal length only from ``focal_exif_px``."""
 
     fields: dict
+    focal_exif_px: float | None = None
 
     @property
     def K(self) -> np.ndarray:
         return np.asarray(self.fields["K"], np.float64)
+
+    def focal_px(self) -> float:
+        """The focal length a method works with: EXIF's when there is one, else the pipeline's estimate."""
+        from munet.fitting.camera import focal_px
+
+        width, height = self.image_size
+        return focal_px(width, height, self.focal_exif_px)[0]
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -162,8 +172,9 @@ class _ReplayDetector:
 
 
 class PipelineMethod:
-    """``munet.pipeline`` on the simulated detector's output, with the true focal length given as EXIF
-    would give it (the principal point is the pipeline's own: the photo's centre)."""
+    """``munet.pipeline`` on the simulated detector's output, with the focal length as the protocol gives
+    it (``EvalInputs.focal_exif_px``: EXIF, or none and the pipeline estimates it; the principal point is
+    the pipeline's own: the photo's centre)."""
 
     uses_truth = False
 
@@ -187,7 +198,7 @@ class PipelineMethod:
         width, height = inputs.image_size
         self._detector.next = inputs.detection()
         image = LoadedImage(rgb=np.zeros((height, width, 3), np.uint8), width=width, height=height,
-                            focal_px_from_exif=float(inputs.K[0, 0]))  # fmt: skip
+                            focal_px_from_exif=inputs.focal_exif_px)  # fmt: skip
         result = self.pipeline.reconstruct(image, self.options)
         R, t = result.camera.R_world_to_cam, result.camera.t_world_to_cam_m
         body = result.body.posed_vertices_m.astype(np.float64) @ R.T + t
@@ -228,7 +239,7 @@ class NetworkOnlyMethod:
 
         started = time.perf_counter()
         width, height = inputs.image_size
-        prediction = self.network.predict(inputs.detection(), float(inputs.K[0, 0]), (width / 2, height / 2))
+        prediction = self.network.predict(inputs.detection(), inputs.focal_px(), (width / 2, height / 2))
         rig_started = time.perf_counter()
         fit = fit_to_vertices(self.body, torch.from_numpy(prediction.body_cam)[None].float(), self.fit_iterations,
                               self.fit_iterations)
@@ -258,6 +269,9 @@ def make_method(spec: str) -> Method:
     raise ValueError(f"unknown method {spec!r}: use fitting, network[:CHECKPOINT], network_only[:CHECKPOINT], floor or oracle (optionally NAME=SPEC)")
 
 
-def inputs_of(sample: dict) -> EvalInputs:
-    """The detector part of a sample."""
-    return EvalInputs({k: sample[k] for k in DETECTOR_FIELDS})
+def inputs_of(sample: dict, protocol: int = 1) -> EvalInputs:
+    """The detector part of a sample and the focal length its EXIF gives under benchmark ``protocol``
+    (``training.evaluation.metrics.exif_focal_px``)."""
+    from training.evaluation.metrics import exif_focal_px
+
+    return EvalInputs({k: sample[k] for k in DETECTOR_FIELDS}, exif_focal_px(sample, protocol))

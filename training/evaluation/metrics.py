@@ -1,5 +1,21 @@
 """Evaluation metrics as pure numpy functions, with their protocols stated once here.
 
+**Benchmark protocol** (``PROTOCOL_VERSION``; every report records ``protocol_version``):
+
+* **v1** (``training/configs/testset.yaml``, ``data/testset``): the v1 simulated detector (world
+  keypoints = truth scaled by sqrt(1.7 / stature), small noise), every method given the true focal length
+  as EXIF, crops from the true silhouette +-2 %, no misses, every lowest vertex on the floor.
+* **v2** (``training/configs/testset_v2.yaml``, ``data/testset_v2``; the same people, poses, clothes and
+  cameras): the detector simulator calibrated on the real MediaPipe (``training/calibration/``: its 2D
+  offsets and noise, visibility, swaps, world keypoints without the stature leak, torso and limb depth
+  flips, tilt, scale law, masks, the crop from the detector's own box, misses); the focal length is known
+  as EXIF for ``EXIF_SHARE`` of the samples, drawn per sample (seeded by its index), with a log-normal
+  error of ``EXIF_FOCAL_ERROR``, and the others carry none, so the method estimates it
+  (``exif_focal_px``); a sample the detector misses (``detected`` false) is a failure of every method
+  that reads the detector, reported as the detection rate (``detection_rate``: detected / samples; the
+  metric means are over the detected samples), never skipped silently. The network-only method crops
+  from the detection's own person box on either protocol.
+
 Frame: everything is compared in the OpenCV camera frame of the photo (x right, y down, z forward,
 metres), where a method's prediction and the ground truth share the intrinsics ``K``. The *root* is
 the smpl24 pelvis joint.
@@ -39,7 +55,32 @@ from munet.geometry.metrics import keypoint_error  # noqa: F401  the 2D protocol
 from munet.geometry.metrics import silhouette_iou as iou  # noqa: F401
 from munet.geometry.projection import project_pinhole as project  # noqa: F401
 
+PROTOCOL_VERSION = 2
+EXIF_SHARE = 0.5
+EXIF_FOCAL_ERROR = 0.05
+"""v2: the share of samples whose photo carries EXIF, and the log-normal sigma of its focal length's error."""
+PROTOCOL_SEED = 20261128
+
 ROOT = J["pelvis"]
+
+
+def exif_focal_px(sample: dict, protocol: int) -> float | None:
+    """The focal length (pixels) the sample's EXIF gives a method under ``protocol``: v1 the truth's; v2
+    the truth's x exp(N(0, EXIF_FOCAL_ERROR)) for ``EXIF_SHARE`` of the samples, else None (no EXIF),
+    drawn from the sample's index (the same for every method and run)."""
+    focal = float(np.asarray(sample["K"], np.float64)[0, 0])
+    if protocol == 1:
+        return focal
+    if protocol != 2:
+        raise ValueError(f"unknown benchmark protocol {protocol!r}: 1 or 2")
+    rng = np.random.default_rng([PROTOCOL_SEED, int(sample["index"])])
+    has_exif, error = rng.random() < EXIF_SHARE, rng.normal(0.0, EXIF_FOCAL_ERROR)
+    return focal * float(np.exp(error)) if has_exif else None
+
+
+def detected(sample: dict) -> bool:
+    """Whether the detector found the person (v1 samples carry no flag: always)."""
+    return bool(np.asarray(sample.get("detected", True)))
 DEPTH_ORDER_MIN_GAP_M = 0.10
 FACING_TOLERANCE_DEG = 45.0
 

@@ -1,0 +1,87 @@
+"""The photo refinement after the network keeps the network's depth (issue 13 item 3) while it improves 2D,
+and benchmark protocol v2's focal-length and miss rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+HIPS = (23, 24)
+
+
+def _relative_depths(regressor, vertices_cam: np.ndarray) -> np.ndarray:
+    """(33,) each landmark's camera depth minus the hips' midpoint's, metres."""
+    import torch
+
+    with torch.no_grad():
+        landmarks = regressor(torch.from_numpy(vertices_cam)[None].float())[0].double().numpy()
+    return landmarks[:, 2] - landmarks[list(HIPS), 2].mean()
+
+
+@pytest.fixture(scope="module")
+def validation_sample(tmp_path_factory):
+    """The first three samples of the validation stream (seed 3,000,001: never the test set)."""
+    import torch
+
+    from training.data import generate
+    from training.data.dataset import ShardDataset
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("validation")
+    assert generate.main(["--config", "training/configs/testset.yaml", "--seed", "3000001", "--count", "3",
+                          "--out", str(root), "--workers", "0"]) == 0
+    dataset = ShardDataset(root)
+    return [dataset[i] for i in range(3)]
+
+
+@pytest.mark.slow
+def test_refinement_keeps_the_networks_relative_depth_and_improves_2d(validation_sample):
+    """On each sample every seen landmark's depth relative to the hips stays within 4 cm on average (12 cm at
+    most) of the network's, the clothed silhouette fits better, and the mean 2D keypoint error is lower."""
+    from munet.body.keypoints import MediaPipeRegressor
+    from munet.fitting.network_init import default_checkpoint
+    from training.evaluation.harness import Scorer
+    from training.evaluation.methods import inputs_of, make_method
+
+    checkpoint = default_checkpoint()
+    assert checkpoint is not None, "the shipped checkpoint is missing"
+    network_only, default = make_method(f"network_only:{checkpoint}"), make_method(f"network:{checkpoint}")
+    regressor, scorer = MediaPipeRegressor(), Scorer(surface_points=1000)
+    errors_2d = []
+    for index, sample in enumerate(validation_sample):
+        inputs = inputs_of(sample)
+        network, refined = network_only.predict(inputs), default.predict(inputs)
+        seen = np.asarray(sample["seen"], bool)
+        gap = np.abs(_relative_depths(regressor, refined.body_vertices_cam)
+                     - _relative_depths(regressor, network.body_vertices_cam))[seen]  # fmt: skip
+        assert gap.mean() < 0.04 and gap.max() < 0.12, (index, gap)
+        before, after = scorer.score(sample, network, index), scorer.score(sample, refined, index)
+        assert after["iou_clothed"] > before["iou_clothed"] + 0.05, index
+        errors_2d.append((before["kp2d_px"], after["kp2d_px"]))
+    before_2d, after_2d = np.mean(errors_2d, axis=0)
+    assert after_2d < before_2d, errors_2d
+
+
+def test_protocol_v2_focal_is_exif_with_an_error_for_half_and_estimated_otherwise():
+    from training.evaluation.metrics import EXIF_FOCAL_ERROR, exif_focal_px
+
+    K = np.diag([1000.0, 1000.0, 1.0])
+    assert exif_focal_px({"K": K, "index": 5}, 1) == 1000.0
+    focals = [exif_focal_px({"K": K, "index": i}, 2) for i in range(400)]
+    given = np.array([f for f in focals if f is not None])
+    assert 0.4 < len(given) / len(focals) < 0.6
+    assert abs(np.log(given / 1000.0).std() - EXIF_FOCAL_ERROR) < 0.01 and np.all(given != 1000.0)
+    assert focals == [exif_focal_px({"K": K, "index": i}, 2) for i in range(400)]  # the same every run
+    with pytest.raises(ValueError):
+        exif_focal_px({"K": K, "index": 0}, 3)
+
+
+def test_a_missed_person_is_a_counted_failure_not_a_skipped_sample():
+    from training.evaluation import harness
+
+    records = [{"framing": 0, "skirt": 0, "methods": {"munet": {"failed": harness.MISSED}}},
+               {"framing": 0, "skirt": 0, "methods": {"munet": {"pve_mm": 100.0}}}]  # fmt: skip
+    entry = harness.aggregate(records, ["munet"])["munet"]["all"]
+    assert entry["samples"] == 2 and entry["failures"] == 1 and entry["detection_rate"] == 0.5
+    assert entry["metrics"]["pve_mm"]["mean"] == 100.0
+    assert "| munet | 1 | 0.500 |" in harness.table(harness.aggregate(records, ["munet"]))
