@@ -465,11 +465,11 @@ def _photo_like(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
 
 
 def test_48_megapixel_jpeg_decodes_in_bounded_memory(tmp_path):
-    """Phone photos go up to 48 MP: decoded by the JPEG decoder at 1/2 scale, then shrunk to 2048 px."""
+    """Phone photos go up to 48 MP: decoded by the JPEG decoder at 1/4 scale, then shrunk to 1536 px."""
     path = tmp_path / "48mp.jpg"
     _photo_like((6000, 8000)).save(path, quality=85)
     peak_mib, seconds, size, original = _decode_in_child(path)
-    assert original == (6000, 8000) and size == (1536, 2048)
+    assert original == (6000, 8000) and size == (1152, 1536)
     assert peak_mib <= 400, f"decoding a 48 MP JPEG raised peak RSS by {peak_mib:.0f} MiB"
 
 
@@ -482,7 +482,7 @@ def test_6300_square_rgba_png_decodes_in_bounded_memory(tmp_path):
     canvas.save(path, compress_level=1)
     del canvas
     peak_mib, seconds, size, original = _decode_in_child(path)
-    assert original == (6300, 6300) and size == (2048, 2048)
+    assert original == (6300, 6300) and size == (1536, 1536)
     assert peak_mib <= 400, f"decoding a 6300x6300 RGBA PNG raised peak RSS by {peak_mib:.0f} MiB"
 
 
@@ -494,19 +494,19 @@ def test_working_resolution_keeps_the_photo_size_and_orientation():
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, exif=exif.tobytes())
     image = load_image(buffer.getvalue())
-    assert image.size == (1365, 2048) and image.rgb.shape == (2048, 1365, 3) and image.rgb.flags["C_CONTIGUOUS"]
+    assert image.size == (1024, 1536) and image.rgb.shape == (1536, 1024, 3) and image.rgb.flags["C_CONTIGUOUS"]
     assert image.original_size == (2000, 3000) and image.orientation == 6
-    assert image.scale == pytest.approx((1365 / 2000, 2048 / 3000))
+    assert image.scale == pytest.approx((1024 / 2000, 1536 / 3000))
     full = load_image(buffer.getvalue(), max_side=None)
     assert full.size == full.original_size == (2000, 3000) and full.scale == (1.0, 1.0)
     # The downscaled image is the full one, shrunk (JPEG draft decoding differs by a few levels at most).
-    shrunk = np.asarray(Image.fromarray(full.rgb).resize((1365, 2048), Image.Resampling.BILINEAR), np.int16)
+    shrunk = np.asarray(Image.fromarray(full.rgb).resize((1024, 1536), Image.Resampling.BILINEAR), np.int16)
     assert np.abs(shrunk - image.rgb).mean() < 6.0
     # Other formats and arrays take the strip path; small photos are untouched.
     rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
     from_png = load_image(_png_bytes(Image.fromarray(rgba, "RGBA")))
     from_array = load_image(pixels)
-    assert from_png.size == from_array.size == (2048, 1365) and from_array.original_size == (3000, 2000)
+    assert from_png.size == from_array.size == (1536, 1024) and from_array.original_size == (3000, 2000)
     assert np.abs(from_png.rgb.astype(np.int16) - from_array.rgb).max() <= 2
     small = load_image(pixels[:100, :150])
     assert small.size == small.original_size == (150, 100)
@@ -533,7 +533,7 @@ def test_what_cannot_be_decoded_within_the_bound_is_refused(monkeypatch):
 
 @pytest.mark.slow
 def test_24_megapixel_photo_costs_at_most_1_3x_a_1_megapixel_one(tmp_path):
-    """The pipeline sees at most 2048 px on the long side, so a 24 MP phone photo costs about what a small one
+    """The pipeline sees at most 1536 px on the long side, so a 24 MP phone photo costs about what a small one
     does; its camera comes back in the photo's own pixels."""
     import statistics
 

@@ -36,8 +36,11 @@ MAX_PIXELS = 40_000_000
 MAX_BYTES = 128 * 1024 * 1024
 """Default limit on the encoded size in bytes."""
 
-WORKING_MAX_SIDE = 2048
-"""Default long side (pixels) of the decoded image: larger photos are decoded downscaled to it."""
+WORKING_MAX_SIDE = 1536
+"""Default long side (pixels) of the decoded image: larger photos are decoded downscaled to it. The fit's
+silhouette terms and the texture's sampling cost grow with the image's pixels: at 1536 px a 24 MP photo
+costs the pipeline ~1.1x what a 1 MP (1224 px) one does; at 2048 px it cost ~1.6x (measured with
+``benchmarks.coldstart``, 2 busy cores)."""
 
 DECODE_BUDGET_BYTES = 192 * 1024 * 1024
 """Most memory the decoder's own buffer may take (pixels actually decoded x bytes per pixel); an image
