@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup sysdeps demo test test-fast bench wheel install-backend clean
+.PHONY: setup sysdeps demo test test-fast bench wheel install-backend reproduce clean
 .DEFAULT_GOAL := demo
 
 $(STAMP): requirements.txt requirements-mediapipe.txt constraints.txt pyproject.toml setup.py
@@ -57,6 +57,11 @@ wheel: $(STAMP)
 install-backend: wheel
 	@test -n "$(VENV_DIR)" || { echo "make: name the environment: make install-backend VENV_DIR=/path/to/venv" >&2; exit 2; }
 	sh scripts/install_backend.sh $(VENV_DIR) $$(ls dist/munet_blender-*.whl)
+
+# The shipped model from nothing: data, training, ship, evaluation (resumable; training/reproduce.py states
+# its budget). ARGS passes options, e.g. make reproduce ARGS="--budget-samples 144000 --nproc 2".
+reproduce: setup
+	$(PY) -m training.reproduce --out runs/reproduce $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(OUT) dist

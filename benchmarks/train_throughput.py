@@ -3,7 +3,7 @@ alone, and of training end to end (``training.train.train`` itself), for one tra
 
     python -m benchmarks.train_throughput [--config training/configs/default.yaml] [--threads 2]
         [--workers 1] [--device auto] [--seconds 60] [--parts engine,shards,model,train,train_stream]
-        [--json OUT.json] [--set train.threads=1 ...]
+        [--nproc 2] [--code CHECKOUT] [--json OUT.json] [--set train.batch_size=32 ...]
 
 Each part is measured over consecutive windows after a warm-up and reports the median window (and every
 window), with the machine's load average: on a shared machine, compare numbers taken under similar load.
@@ -13,8 +13,9 @@ window), with the machine's load average: on a shared machine, compare numbers t
   once into ``--cache`` (seed 1, the config's data).
 * model: one optimizer step (inputs and targets, forward, losses, backward, update) on a fixed batch
   in this process with ``--threads`` torch threads, split into its phases (ms per step).
-* train / train_stream: ``training.train.train`` for ``--seconds`` on the cached shards / on the fly,
-  samples/s from its own scalars (the first window is the warm-up).
+* train / train_stream: ``python -m training.train`` (``torchrun`` with ``--nproc`` > 1) for ``--seconds``
+  on the cached shards / on the fly, samples/s from its own scalars (the first window is the warm-up),
+  and samples per CPU-second of its process tree (the work per sample, whatever the machine's load).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def shard_cache(config: dict, cache: pathlib.Path) -> pathlib.Path:
 def _train_config(args, shards: pathlib.Path | None) -> dict:
     config = yaml.safe_load((ROOT / args.config).read_text())
     config["data"]["train"] = str(shards) if shards else str(pathlib.Path(tempfile.gettempdir()) / "no-shards-here")
-    config["train"].update({"workers": args.workers, "threads": args.threads})
+    config["train"].update({k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v is not None})
     for item in args.set:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
@@ -102,7 +103,6 @@ def data_parts(args, parts: list[str], shards: pathlib.Path | None) -> dict:
         results[part] = {"source": source, "workers": train_cfg.workers,
                          **loader_rate(loader, batches, warmup=2 * max(1, train_cfg.workers), per_window=max(2, batches // 6))}
         del loader
-    torch.set_num_threads(max(1, args.threads))
     return results
 
 
@@ -116,10 +116,10 @@ def model_part(args, shards: pathlib.Path) -> dict:
     from training.data.dataset import ShardDataset
     from training.losses import Supervision, compute_losses
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = T.load_config(str(ROOT / args.config))
     train_cfg = cfg["train"]
+    if args.threads or train_cfg.threads:
+        torch.set_num_threads(args.threads or train_cfg.threads)
     model = MuNet(cfg["model"], clothed=train_cfg.train_clothed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     supervision = Supervision(model, MediaPipeRegressor())
@@ -157,7 +157,13 @@ def model_part(args, shards: pathlib.Path) -> dict:
 
 
 def train_part(args, shards: pathlib.Path | None) -> dict:
-    """``training.train.train`` for ``--seconds``; samples/s of its logged windows after the first."""
+    """Training for ``--seconds`` in a child process (``python -m training.train``, or ``torchrun`` with
+    ``--nproc`` > 1) run from ``--code`` (a checkout: measure another commit the same way); samples/s of its
+    logged windows after the first two (the first step, the warm-up), and samples per CPU-second of the
+    whole process tree (a load-independent measure of the work per sample)."""
+    import resource
+    import subprocess
+
     config = _train_config(args, shards)
     with tempfile.TemporaryDirectory() as tmp:
         window = max(5.0, args.seconds / 8)
@@ -166,35 +172,47 @@ def train_part(args, shards: pathlib.Path | None) -> dict:
             config["train"]["device"] = args.device
         path = pathlib.Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config))
-        from training.train import train
-
-        summary = train(str(path))
+        launcher = ["-m", "training.train"] if args.nproc == 1 else \
+            ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", "-m", "training.train"]
+        env = {**os.environ, "PYTHONPATH": str(args.code)}
+        if config["train"].get("threads"):
+            env["OMP_NUM_THREADS"] = str(config["train"]["threads"])
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = subprocess.run([sys.executable, *launcher, "--config", str(path)], cwd=args.code, env=env,
+                                capture_output=True, text=True)  # fmt: skip
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if result.returncode:
+            raise RuntimeError(f"training failed:\n{result.stderr[-3000:]}")
         records = [json.loads(line) for line in (pathlib.Path(tmp) / "scalars.jsonl").read_text().splitlines()]
-    rates = [r["samples_per_s"] for r in records[2:]]  # record 1: the first step; record 2: the warm-up window
-    return _summary(rates, samples_seen=summary["samples_seen"], data=summary["data"],
-                    wall_time_s=summary["wall_time_s"], threads=config["train"]["threads"], workers=config["train"]["workers"])
+        meta = json.loads((pathlib.Path(tmp) / "last.json").read_text())
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    rates = [r["samples_per_s"] for r in records[2:]]
+    return _summary(rates, samples_seen=meta["samples_seen"], data=meta["data"], wall_time_s=meta["wall_time_s"],
+                    samples_per_cpu_s=round(meta["samples_seen"] / max(cpu_s, 1e-6), 2), nproc=args.nproc,
+                    threads=config["train"]["threads"], workers=config["train"]["workers"], code=str(args.code))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="training/configs/default.yaml")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, help="torch threads per training process (default: the config's)")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (default: the config's)")
     parser.add_argument("--device", help="training device for the train parts (train.device; default: the config's)")
     parser.add_argument("--parts", default="engine,shards,model,train")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each train part")
     parser.add_argument("--data-samples", type=int, default=192, help="samples measured per data part")
     parser.add_argument("--model-steps", type=int, default=10)
     parser.add_argument("--cache", type=pathlib.Path, default=ROOT / "runs" / "bench_train")
+    parser.add_argument("--nproc", type=int, default=1, help="train parts: DDP processes (torchrun) on this machine")
+    parser.add_argument("--code", type=pathlib.Path, default=ROOT, help="train parts: the checkout that trains")
     parser.add_argument("--set", action="append", default=[], help="override a config value: section.key=YAML value")
     parser.add_argument("--json", type=pathlib.Path, help="also write the result here")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     config = yaml.safe_load((ROOT / args.config).read_text())
     shards = shard_cache(config, args.cache) if {"shards", "model", "train"} & set(parts) else None
-    result = {"config": args.config, "cpus": os.cpu_count(), "threads": args.threads, "workers": args.workers,
-              "overrides": args.set, **data_parts(args, parts, shards)}
+    result = {"config": args.config, "cpus": os.cpu_count(), "overrides": args.set, **data_parts(args, parts, shards)}
     if "model" in parts:
         result["model"] = model_part(args, shards)
     if "train" in parts:

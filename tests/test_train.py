@@ -166,3 +166,36 @@ def test_generation_refuses_seed_and_config_mixups(tmp_path, capsys):
     seeds.check_generation_seed(2_000_003, 2_000_003, "testset.yaml")  # the test set itself
     seeds.check_generation_seed(3_000_001, 2_000_003, "testset.yaml")  # a validation set drawn like the test set
     seeds.check_generation_seed(1, None, "data.yaml")
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_then_resumes(tmp_path):
+    """The whole recipe on a tiny budget (64 training samples, 16 trained, a test set of 8): data, training,
+    ship, evaluation; a second run skips every step."""
+    from munet.network.checkpoint import read_metadata
+    from training import reproduce
+
+    base = yaml.safe_load((ROOT / "training" / "configs" / "default.yaml").read_text())
+    base["model"].update(SMALL_MODEL)
+    base["train"].update({"batch_size": 4, "warmup_steps": 1, "workers": 0, "chamfer_points": 64, "log_every_s": 0})
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(base))
+    out = tmp_path / "reproduce"
+    argv = ["--out", str(out), "--config", str(config), "--budget-samples", "16", "--data-samples", "64", "--test-count", "8",
+            "--workers", "1", "--device", "cpu", "--protocol", "1"]
+    assert reproduce.main(argv) == 0
+    meta = read_metadata(out / "checkpoints" / "munet.safetensors")
+    assert meta["samples_seen"] == 16 and meta["reproduce_command"].startswith("python -m training.reproduce --out")
+    assert meta["reproduce_budget"]["samples"] == 16 and set(meta["reproduce_budget"]["wall_s"]) >= {"data", "train", "evaluate"}
+    assert any("--seed 1" in c and "--count 64" in c for c in meta["data_commands"])
+    means = meta["evaluation"][-1]["means"]
+    assert {"fitting", "network_only", "network"} <= set(means) and all(m["samples"] > 0 for m in means.values())
+    assert (out / "checkpoints" / "munet.loss.png").exists() and (out / "eval" / "munet.json").exists()
+    steps = {p.name: p.read_text() for p in (out / "steps").iterdir()}
+    again = subprocess.run([sys.executable, "-m", "training.reproduce", *argv], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    for step in ("data", "train", "ship", "evaluate"):
+        assert f"step {step}:" in again.stderr and "skipped" in again.stderr
+    assert "running:" not in again.stderr
+    assert {p.name: p.read_text() for p in (out / "steps").iterdir()} == steps

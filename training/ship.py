@@ -5,8 +5,9 @@
 
 The JSON beside the weights then holds: config, body model, template hash, the exact training command,
 the commit at training start, samples seen, wall time, the commands that generate its training data,
-and the evaluation's per-method means (numbers
-copied from the evaluation report, never edited) with the command that produced them.
+the command that reproduces it all (``python -m training.reproduce ...``) with its budget, and the
+evaluation's per-method means (numbers copied from the evaluation report, never edited) with the command
+that produced them. The run's loss curves go beside the weights as ``NAME.loss.png``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pathlib
 from munet.network.checkpoint import load_checkpoint, save_checkpoint
 
 KEEP = ("training_command", "commit", "samples_seen", "steps", "wall_time_s", "data", "train_config", "loss_weights",
-        "world_size")  # fmt: skip
+        "world_size", "device")  # fmt: skip
 
 
 def evaluation_summary(report: dict, subset: str = "all") -> dict:
@@ -39,6 +40,39 @@ def data_command(root: str) -> str:
     return command + (f" --start {manifest['start']}" if manifest.get("start") else "")
 
 
+def add_metadata(weights: str | pathlib.Path, values: dict) -> dict:
+    """Set top-level keys of a shipped checkpoint's JSON (written atomically); returns the metadata."""
+    from munet.network.checkpoint import metadata_path, read_metadata
+
+    meta = {**read_metadata(weights), **values}
+    path = metadata_path(weights)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return meta
+
+
+def add_evaluation(weights: str | pathlib.Path, report: str | pathlib.Path, command: str) -> dict:
+    """Record an evaluation report's per-method means in a shipped checkpoint's JSON (an entry made by the
+    same command is replaced)."""
+    from munet.network.checkpoint import read_metadata
+
+    entry = evaluation_summary(json.loads(pathlib.Path(report).read_text()))
+    entry["command"] = command
+    evaluations = [e for e in read_metadata(weights).get("evaluation", []) if e.get("command") != command]
+    return add_metadata(weights, {"evaluation": evaluations + [entry]})
+
+
+def loss_curve(run: pathlib.Path, weights: pathlib.Path) -> pathlib.Path | None:
+    """The run's loss curves as ``NAME.loss.png`` beside the shipped weights (None when it logged nothing)."""
+    from training.scalars import plot_loss_curves
+
+    scalars = run / "scalars.jsonl"
+    if not scalars.exists():
+        return None
+    return plot_loss_curves(scalars, weights.with_name(weights.stem + ".loss.png"), f"{weights.stem}: trained in {run}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/munet")
@@ -47,12 +81,19 @@ def main(argv=None) -> int:
     parser.add_argument("--bench", help="benchmarks.network JSON")
     parser.add_argument("--data-root", action="append", default=[],
                         help="a shard folder the run trained on (repeatable): its generation command is recorded")
+    parser.add_argument("--data-command", action="append", default=[], help="a command that made its data (repeatable)")
+    parser.add_argument("--reproduce-command", help="the command that reproduces this checkpoint from nothing")
+    parser.add_argument("--reproduce-budget", help="that command's budget (JSON: samples, measured wall times)")
     parser.add_argument("--out", default="checkpoints/munet.safetensors")
     args = parser.parse_args(argv)
     model, meta = load_checkpoint(pathlib.Path(args.run) / "last.safetensors")
     extra = {k: meta[k] for k in KEEP if k in meta}
-    if args.data_root:
-        extra["data_commands"] = [data_command(root) for root in args.data_root]
+    if args.data_root or args.data_command:
+        extra["data_commands"] = [data_command(root) for root in args.data_root] + args.data_command
+    if args.reproduce_command:
+        extra["reproduce_command"] = args.reproduce_command
+    if args.reproduce_budget:
+        extra["reproduce_budget"] = json.loads(args.reproduce_budget)
     evaluations = []
     for i, path in enumerate(args.eval):
         entry = evaluation_summary(json.loads(pathlib.Path(path).read_text()))
@@ -62,6 +103,7 @@ def main(argv=None) -> int:
     if args.bench:
         extra["benchmark"] = json.loads(pathlib.Path(args.bench).read_text())
     save_checkpoint(model, args.out, extra)
+    loss_curve(pathlib.Path(args.run), pathlib.Path(args.out))
     print(json.dumps({k: extra[k] for k in ("samples_seen", "wall_time_s", "commit")}))
     return 0
 

@@ -78,15 +78,28 @@ def load_config(path: str) -> dict:
             "train": TrainConfig(**raw.get("train", {})), "loss_weights": dict(raw.get("loss_weights", {}))}
 
 
+INPUT_FIELDS = ("mask", "keypoints_crop", "visibility", "world_keypoints_m", "seen")
+"""The sample fields the network's inputs are made from (``network_inputs``)."""
+
+
 def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision, device: torch.device | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, Targets]:
     """A collated batch of samples (``training/data/sample.py``) -> network inputs (image, world) and targets,
     computed on ``device`` (the supervision's; default: where the batch is)."""
     f = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True) if device else torch.as_tensor(batch[k]) for k in FIELDS}
-    mask = f["mask"].float()
-    resolution = mask.shape[-1]
-    image = make_input(mask, f["keypoints_crop"], f["visibility"], config.input_size, config.heatmap_sigma)
-    world = make_world_input(f["world_keypoints_m"], f["seen"])
+    return *network_inputs(f, config), make_targets(f, supervision)
+
+
+def network_inputs(f: dict[str, torch.Tensor], config: MuNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image (B, 34, S, S), world (B, 33, 3)) from the batch's ``INPUT_FIELDS`` (``munet.network.inputs``)."""
+    image = make_input(f["mask"].float(), f["keypoints_crop"], f["visibility"], config.input_size, config.heatmap_sigma)
+    return image, make_world_input(f["world_keypoints_m"], f["seen"])
+
+
+def make_targets(f: dict[str, torch.Tensor], supervision: Supervision) -> Targets:
+    """The losses' targets (``training.losses.Targets``: canonical camera frame, pelvis-relative, metres;
+    2D in normalised crop coordinates) from a collated batch's fields."""
+    resolution = f["mask"].shape[-1]
     R, t = f["R_world_to_cam"].float(), f["t_world_to_cam_m"].float()
 
     def to_cam(points):
@@ -107,31 +120,32 @@ def prepare_batch(batch: dict, config: MuNetConfig, supervision: Supervision, de
         body_levels = supervision.levels(body - pelvis)
         clothed_finest = supervision.finest(clothed - pelvis)
     gt_mask = F.avg_pool2d(f["gt_mask"].float()[:, None], 5, 1, 2)
-    return image, world, Targets(body_levels, clothed_finest, landmarks - pelvis, landmarks_2d, camera, gt_mask)
+    return Targets(body_levels, clothed_finest, landmarks - pelvis, landmarks_2d, camera, gt_mask)
 
 
 @dataclasses.dataclass
 class PreparedBatch:
-    """``prepare_batch``'s output, made in a DataLoader worker (``Preparer``). image (B, 34, S, S), world
-    (B, 33, 3), targets (``training.losses.Targets``)."""
+    """A batch whose targets a DataLoader worker made (``Preparer``): inputs, the ``INPUT_FIELDS`` as
+    tensors (the heatmaps are made in the training process: 35 MB a batch is slower to pass between
+    processes than to draw); targets, ``training.losses.Targets``."""
 
-    image: torch.Tensor
-    world: torch.Tensor
+    inputs: dict[str, torch.Tensor]
     targets: Targets
 
     def to(self, device: torch.device) -> "PreparedBatch":
-        return PreparedBatch(self.image.to(device), self.world.to(device), self.targets.to(device))
+        return PreparedBatch({k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}, self.targets.to(device))
 
 
 class Preparer:
-    """The DataLoader's ``collate_fn`` for CPU training: collate the samples, then ``prepare_batch`` in the
-    worker process, off the training process's critical path (inputs and targets are ~10 % of a step)."""
+    """The DataLoader's ``collate_fn`` for CPU training: collate the samples, then make the targets in the
+    worker process, off the training process's critical path (~7 % of a step on one core)."""
 
-    def __init__(self, config: MuNetConfig, supervision: Supervision):
-        self.config, self.supervision = config, supervision
+    def __init__(self, supervision: Supervision):
+        self.supervision = supervision
 
     def __call__(self, samples: list[dict]) -> PreparedBatch:
-        return PreparedBatch(*prepare_batch(torch.utils.data.default_collate(samples), self.config, self.supervision))
+        f = {k: torch.as_tensor(v) for k, v in torch.utils.data.default_collate(samples).items()}
+        return PreparedBatch({k: f[k] for k in INPUT_FIELDS}, make_targets(f, self.supervision))
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -275,7 +289,7 @@ def train(config_path: str, out: str | None = None, max_samples: int | None = No
                                                         find_unused_parameters=not train_cfg.train_clothed)
     supervision = Supervision(model, MediaPipeRegressor())
     # on the CPU the loader's workers make the inputs and targets; on a GPU the training process does, there
-    preparer = Preparer(model_cfg, supervision) if where.type == "cpu" and train_cfg.workers > 0 else None
+    preparer = Preparer(supervision) if where.type == "cpu" and train_cfg.workers > 0 else None
     supervision.to(where)
     loader, source = make_loader(cfg["data"], train_cfg, rank, world, samples, where.type == "cuda", preparer)
     generator = torch.Generator().manual_seed(train_cfg.seed + rank + step)
@@ -354,7 +368,7 @@ def train_step(batch: dict, ddp: torch.nn.Module, optimizer: torch.optim.Optimiz
     term's value, the batch's sample count)."""
     if isinstance(batch, PreparedBatch):
         prepared = batch.to(device)
-        image, world_input, targets = prepared.image, prepared.world, prepared.targets
+        (image, world_input), targets = network_inputs(prepared.inputs, model_cfg), prepared.targets
     else:
         image, world_input, targets = prepare_batch(batch, model_cfg, supervision, device)
     out = ddp(image, world_input, detach_body=train_cfg.detach_body, full_resolution=False)

@@ -130,6 +130,7 @@ class MuNet(nn.Module):
             self.register_buffer(f"up_idx{i}", torch.from_numpy(idx), persistent=False)
             self.register_buffer(f"up_w{i}", torch.from_numpy(w), persistent=False)
         self._adjacency = [normalized_adjacency(level.faces, len(level.template)) for level in levels[:-1]]
+        self._adjacency_on: dict[tuple[int, str], torch.Tensor] = {}  # (level, device) -> the adjacency there
         # each finer template's detail that the coarser level cannot carry (added back after upsampling)
         for i in range(len(levels) - 1):
             with torch.no_grad():
@@ -165,6 +166,13 @@ class MuNet(nn.Module):
         nn.init.zeros_(self.clothed_offset.weight)
         nn.init.zeros_(self.clothed_offset.bias)
 
+    def _graph(self, level: int, device: torch.device) -> torch.Tensor:
+        """Graph level ``level``'s normalised adjacency (sparse (N, N)) on ``device``, moved there once."""
+        key = (level, str(device))
+        if key not in self._adjacency_on:
+            self._adjacency_on[key] = self._adjacency[level].to(device)
+        return self._adjacency_on[key]
+
     def _upsample(self, i: int, values: torch.Tensor) -> torch.Tensor:
         return apply_blend(getattr(self, f"up_idx{i}"), getattr(self, f"up_w{i}"), values)
 
@@ -198,7 +206,7 @@ class MuNet(nn.Module):
         for i, blocks in enumerate(self.body_blocks):
             for block in blocks:
                 pixel = sample_features(pixel_maps, project_weak_perspective(xyz, camera))
-                h, xyz = block(h, xyz, pixel, self._adjacency[i].to(xyz.device))
+                h, xyz = block(h, xyz, pixel, self._graph(i, xyz.device))
             body_levels.append(xyz)
             if i < finest:
                 xyz, h = self._upsample(i, xyz) + getattr(self, f"detail{i + 1}"), self.level_proj[i](self._upsample(i, h))
@@ -222,7 +230,7 @@ class MuNet(nn.Module):
             pixel_maps = [m.detach() for m in pixel_maps]
         c = self.clothed_in(torch.cat([h, global_feature[:, None].expand(-1, h.shape[1], -1)], -1))
         cxyz = xyz
-        adjacency = self._adjacency[len(self.body_blocks) - 1].to(xyz.device)
+        adjacency = self._graph(len(self.body_blocks) - 1, xyz.device)
         for block in self.clothed_blocks:
             pixel = sample_features(pixel_maps, project_weak_perspective(cxyz, camera))
             c, cxyz = block(c, cxyz, pixel, adjacency)
