@@ -24,7 +24,7 @@ loader worker, 60-90 s runs (``--parts train --seconds 60``):
 training process(es)                                   samples/s        samples / CPU-s
 =====================================================  ===============  =================
 before (a0f00c9), config threads 0 (torch: 2)          1.24, 1.37       3.1, 2.3
-before, OMP_NUM_THREADS=1 (the shipped run's command)  8.6-13.0 (4 runs) 16.1-17.6
+before, OMP_NUM_THREADS=1 (the shipped run's command)  8.6-13.0 (5 runs) 16.1-17.6
 after, threads 1 (default now), targets in the worker  13.0, 13.1, 8.1  17.2, 17.8, 14.1
 after, ``--nproc 2``: torchrun, 2 processes x 1 thread  14.0, 16.8, 19.9  15.9, 14.9, 17.2
 =====================================================  ===============  =================
