@@ -20,14 +20,12 @@ window), with the machine's load average: on a shared machine, compare numbers t
 Measured on the 2-core development machine (shared: 1-minute load 7-11), default config, shards, one
 loader worker, 60-90 s runs (``--parts train --seconds 60``):
 
-=====================================================  ===============  =================
-training process(es)                                   samples/s        samples / CPU-s
-=====================================================  ===============  =================
-before (a0f00c9), config threads 0 (torch: 2)          1.24, 1.37       3.1, 2.3
-before, OMP_NUM_THREADS=1 (the shipped run's command)  8.6-13.0 (5 runs) 16.1-17.6
-after, threads 1 (default now), targets in the worker  13.0, 13.1, 8.1  17.2, 17.8, 14.1
-after, ``--nproc 2``: torchrun, 2 processes x 1 thread  14.0, 16.8, 19.9  15.9, 14.9, 17.2
-=====================================================  ===============  =================
+* before (a0f00c9), config threads 0 (torch: 2 threads): 1.24, 1.37 samples/s (3.1, 2.3 samples per CPU-s);
+* before, OMP_NUM_THREADS=1 (the shipped run's command): 8.6-13.0 samples/s in 5 runs (16.1-17.6 per CPU-s);
+* after, threads 1 (the configs' default now), targets made in the loader worker: 13.0, 13.1, 8.1 (17.2,
+  17.8, 14.1 per CPU-s);
+* after, ``--nproc 2`` (torchrun, 2 processes x 1 thread, same global batch): 14.0, 16.8, 19.9 (15.9,
+  14.9, 17.2 per CPU-s).
 
 Parts (same machine and load): the engine makes ~23 samples/s per worker (16 CPU-ms a sample at 256 px,
 ``python -m training.data.throughput``), shards read at ~300 samples/s, one model step of 16 samples
