@@ -176,6 +176,7 @@ def test_after_setup_a_reconstruction_builds_nothing(tmp_path):
     setup = munet("setup", "--skip-detector")
     assert setup.returncode == 0, setup.stderr[-2000:]
     assert "graph hierarchy cached" in setup.stdout and "texture atlas ready" in setup.stdout
+    assert "clothing regions ready" in setup.stdout
     before = _cache_files(cache)
     assert any(name.startswith("hierarchy-") for name in before), sorted(before)
     out = munet("reconstruct", str(EXAMPLE_PHOTO), "-o", str(tmp_path / "lunge.glb"))

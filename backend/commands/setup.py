@@ -8,6 +8,7 @@ builds (all under ``munet.paths.cache_dir()``, each file named by a hash of what
 * the shipped network checkpoint, loaded once (which builds its graph hierarchy from Anny's decimated
   topologies: the ~10 s a first reconstruction otherwise spent in ``initialise``);
 * the texture atlas's texel map at the default texture size;
+* the body regions the clothing fit reads;
 * MediaPipe Pose, created once (unless ``--skip-detector``).
 """
 
@@ -53,17 +54,30 @@ def _network() -> str:
     return f"network checkpoint {path.name} loads (graph hierarchy cached)"
 
 
+def _body():
+    """The body model the default pipeline fits (Anny, smpl24 skeleton), as ``munet.pipeline`` loads it."""
+    from munet.body import load_body_model
+
+    return load_body_model("anny", skeleton="smpl24")
+
+
 def _texture() -> str:
-    from munet.body.anny_model import AnnyBody
     from munet.texture import DEFAULT_SIZE, uv_atlas
     from munet.texture.atlas import texel_map
     from munet.texture.bake import LOW_RESOLUTION
 
-    atlas = uv_atlas(AnnyBody())
+    atlas = uv_atlas(_body())
     if atlas is None:
         return "no UV atlas for Anny: skipped"
     texel_map(atlas, max(LOW_RESOLUTION, DEFAULT_SIZE // 4))  # what munet.texture.bake_texture reads
     return "texture atlas ready"
+
+
+def _clothing() -> str:
+    from munet.fitting.regions import body_regions
+
+    body_regions(_body())
+    return "clothing regions ready"
 
 
 def _detector() -> str:
@@ -80,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     paths.configure_third_party_caches()
     print(f"munet setup: cache directory {paths.cache_dir()} (override with MUNET_CACHE_DIR)", flush=True)
     start = time.perf_counter()
-    steps: list[Callable[[], str]] = [_anny, _regressor, _network, _texture]
+    steps: list[Callable[[], str]] = [_anny, _regressor, _network, _texture, _clothing]
     if not args.skip_detector:
         steps.append(_detector)
     for step in steps:
