@@ -343,11 +343,14 @@ class BodyFitter:
 
     def fit(self, targets: FitTargets, state: FitState, iterations: int, silhouette: bool = False,
             refresh_every: int = 5, fit_shape: bool = False, weights: FitWeights | None = None,
-            group_scale: dict[str, torch.Tensor] | None = None, anchor: DepthAnchor | None = None) -> FitResult:
+            group_scale: dict[str, torch.Tensor] | None = None, anchor: DepthAnchor | None = None,
+            shape_iterations: int | None = None) -> FitResult:
         """Levenberg-Marquardt on pose, translation, camera (and shape) of every candidate. weights: override
         the fitter's loss weights for this call; group_scale: per-candidate (B,) multipliers of residual
         groups (e.g. ``{"ground": ...}`` with zeros to fit some candidates without the floor, in the same
-        batch); anchor: hold every point's depth relative to the hips near this body's (the network's)."""
+        batch); anchor: hold every point's depth relative to the hips near this body's (the network's);
+        shape_iterations: with ``fit_shape``, the shape is free only in the chunks starting before this many
+        iterations (None: throughout), then held (its rest pose is computed once: much cheaper)."""
         state = dataclasses.replace(state, names=list(state.names))
         done = 0
         pairs = None
@@ -357,7 +360,8 @@ class BodyFitter:
             steps = min(chunk, iterations - done)
             if silhouette:
                 pairs = self.silhouette_pairs(state, targets)
-            state, used, cost = self._solve(targets, state, steps, pairs, fit_shape, weights, group_scale, anchor)
+            free_shape = fit_shape and (shape_iterations is None or done < shape_iterations)
+            state, used, cost = self._solve(targets, state, steps, pairs, free_shape, weights, group_scale, anchor)
             done += steps
             # stop once the solver settles within a chunk, or fresh correspondences barely change the cost
             if previous is not None and (used < steps or bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all())):

@@ -41,6 +41,14 @@ network alone 74.4 / 113.2 / 0.974 / 3.02 / 0.627; no anchor (8, 0, 0) 62.9 / 12
 (1, 1, 0.01) 62.9 / 110.4 / 0.983 / 2.32 / 0.852; 32 vertices instead of 96: 64.4 / 107.5."""
 
 
+REFINE_SHAPE_ITERATIONS: int | None = None
+"""The refinement after the network frees the shape (within its prior, centred on the network's shape) only
+in its first chunk(s) up to this many iterations (None: throughout). A speed/accuracy trade, measured on the
+validation set above (24 samples; PA-MPJPE / PVE mm / clothed IoU) and lunge.jpg (the refine stage's CPU
+time, one thread, a loaded 2-core machine): None 63.3 / 107.9 / 0.811, 740 ms; 5: 63.4 / 109.5 / 0.810,
+427 ms; 0: 66.6 / 113.1 / 0.800, 321 ms. The shipped evaluations ran with None."""
+
+
 def refine_weights(weights):
     """The fitter's ``FitWeights`` for the refinement after the network: the depth anchor's weights, the bone
     directions' times ``WORLD_WEIGHT_GAIN``."""

@@ -191,16 +191,17 @@ def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter:
     (``body_fit.DepthAnchor``, weights ``network_init.refine_weights``), so the 2D terms cannot undo its 3D."""
     from munet.fitting import camera as cam
     from munet.fitting.body_fit import full_body
-    from munet.fitting.network_init import refine_weights
+    from munet.fitting.network_init import REFINE_SHAPE_ITERATIONS, refine_weights
 
     state = fitted.state
     if iterations > 0:
-        weights, anchor = None, None
+        weights, anchor, shape_iterations = None, None, None
         if initialised.network is not None:
             weights = refine_weights(fitter.weights)
             anchor = fitter.depth_anchor(initialised.network.body_cam)
+            shape_iterations = REFINE_SHAPE_ITERATIONS
         state = fitter.fit(detected.targets, state, iterations, silhouette=True, fit_shape=True, weights=weights,
-                           anchor=anchor).state
+                           anchor=anchor, shape_iterations=shape_iterations).state
     posed, rotations = full_body(body, state)
     pitch, height = float(state.pitch_rad[0]), float(state.height_m[0])
     focal = float(state.focal_px(detected.focal_prior_px)[0])
