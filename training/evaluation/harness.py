@@ -70,7 +70,8 @@ class Scorer:
         # 2D: landmarks of the predicted and the true body, projected with the photo's intrinsics
         with torch.no_grad():
             landmarks = self.regressor(torch.from_numpy(np.stack([pb, true_body])).float()).numpy().astype(np.float64)
-        pred_px, true_px = M.project(landmarks[0], K), M.project(landmarks[1], K)
+        K_pred = K if prediction.K_px is None else np.asarray(prediction.K_px, np.float64)
+        pred_px, true_px = M.project(landmarks[0], K_pred), M.project(landmarks[1], K)
         width, height = sample["image_size"]
         valid = (true_px[:, 0] >= 0) & (true_px[:, 0] < width) & (true_px[:, 1] >= 0) & (true_px[:, 1] < height)
         out["kp2d_px"] = M.keypoint_error(pred_px, true_px, valid)
@@ -81,7 +82,9 @@ class Scorer:
         inside = _inside_photo(sample, res)
         K_crop = np.asarray(sample["K_crop"], np.float64)
         wanted = [pc, pb] + ([] if "gt_body_mask" in sample else [true_body])
-        masks = self._masks(wanted, K_crop, inside, res)
+        # the method's answer drawn with its own intrinsics, in the same crop (K_crop = A K, A: photo -> crop)
+        masks = self._masks(wanted[:2], K_crop @ np.linalg.inv(K) @ K_pred, inside, res)
+        masks += self._masks(wanted[2:], K_crop, inside, res) if len(wanted) > 2 else []
         true_body_mask = sample["gt_body_mask"] if "gt_body_mask" in sample else masks[2]
         out["iou_clothed"] = M.iou(masks[0], np.asarray(sample["gt_mask"], bool))
         out["iou_body"] = M.iou(masks[1], np.asarray(true_body_mask, bool))

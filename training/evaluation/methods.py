@@ -101,13 +101,20 @@ class Prediction:
     """A method's answer, OpenCV camera frame of the given intrinsics, metres.
 
     body_vertices_cam: (V, 3); body_joints_cam: (24, 3) smpl24; clothed_vertices_cam: (V, 3) or None;
-    timings_ms: per stage (and "total").
+    timings_ms: per stage (and "total"); K_px: (3, 3) the intrinsics the method placed its answer with (its
+    own focal length when it estimated one: the 2D metrics project with them), None: the truth's ``K``.
     """
 
     body_vertices_cam: np.ndarray
     body_joints_cam: np.ndarray
     clothed_vertices_cam: np.ndarray | None
     timings_ms: dict[str, float]
+    K_px: np.ndarray | None = None
+
+
+def intrinsics(focal_px: float, principal_px: tuple[float, float]) -> np.ndarray:
+    """(3, 3) float64 pinhole intrinsics."""
+    return np.array([[focal_px, 0.0, principal_px[0]], [0.0, focal_px, principal_px[1]], [0.0, 0.0, 1.0]])
 
 
 class Method(Protocol):
@@ -211,7 +218,8 @@ class PipelineMethod:
                                  torch.from_numpy(result.root_translation_m)[None].to(rest_v.dtype))  # fmt: skip
         joints = out.joints_m[0].numpy().astype(np.float64) @ R.T + t
         timings = result.report.timings_ms.to_json()
-        return Prediction(body, joints, clothed, timings)
+        K = intrinsics(float(result.camera.focal_px[0]), tuple(float(v) for v in result.camera.principal_point_px))
+        return Prediction(body, joints, clothed, timings, K)
 
 
 class NetworkOnlyMethod:
@@ -239,7 +247,8 @@ class NetworkOnlyMethod:
 
         started = time.perf_counter()
         width, height = inputs.image_size
-        prediction = self.network.predict(inputs.detection(), inputs.focal_px(), (width / 2, height / 2))
+        focal = inputs.focal_px()
+        prediction = self.network.predict(inputs.detection(), focal, (width / 2, height / 2))
         rig_started = time.perf_counter()
         fit = fit_to_vertices(self.body, torch.from_numpy(prediction.body_cam)[None].float(), self.fit_iterations,
                               self.fit_iterations)
@@ -248,7 +257,8 @@ class NetworkOnlyMethod:
             joints = self.body.pose(rest_v, rest_j, fit.pose_axis_angle, fit.translation_m).joints_m[0]
         now = time.perf_counter()
         timings = {"network": prediction.forward_ms, "rig": 1000 * (now - rig_started), "total": 1000 * (now - started)}
-        return Prediction(prediction.body_cam, joints.double().numpy(), prediction.clothed_cam, timings)
+        return Prediction(prediction.body_cam, joints.double().numpy(), prediction.clothed_cam, timings,
+                          intrinsics(focal, (width / 2, height / 2)))
 
 
 def make_method(spec: str) -> Method:

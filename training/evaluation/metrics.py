@@ -33,8 +33,9 @@ the smpl24 pelvis joint.
   **normal consistency** the mean |cos| between each sampled point's face normal and the normal of the
   nearest point on the other surface, both directions (1 = perfect, orientation-agnostic).
 * **2D keypoint error**: mean pixel distance between the 33 landmarks regressed from the predicted
-  body and the true landmarks, projected with ``K``, over the true landmarks inside the photo; also as
-  a fraction of the person's height in pixels (stature x focal / pelvis depth).
+  body (projected with the method's own intrinsics, e.g. its estimated focal length under v2; the same
+  for its silhouettes) and the true landmarks (projected with ``K``), over the true landmarks inside the
+  photo; also as a fraction of the person's height in pixels (stature x focal / pelvis depth).
 * **Silhouette IoU** in the crop, clothed against the clean clothed mask, body against the body mask.
   (Projection, keypoint error and IoU are ``munet.geometry``'s, re-exported here as ``project``,
   ``keypoint_error`` and ``iou``.)
