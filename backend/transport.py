@@ -163,7 +163,7 @@ class Authenticator:
         if not keys.authorized_dir.is_dir():
             raise MunetError(f"{keys.authorized_dir} is missing: put the accepted client public keys there", code="bad_request")
         self._dir = keys.authorized_dir
-        self._auth = ThreadAuthenticator(context(), log=logging.getLogger("backend.transport.auth"))
+        self._auth = ThreadAuthenticator(context(), log=logging.getLogger(__name__ + ".auth"))
         self._auth.start()
         self._seen = self._signature()
         self._auth.configure_curve(domain="*", location=str(self._dir))
