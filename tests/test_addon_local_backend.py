@@ -56,7 +56,7 @@ def _wait_exit(local, timeout_s: float = 30.0) -> None:
     assert not local.running, "the child did not exit"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the stand-in interpreter is a POSIX shell script")
+@pytest.mark.skipif(sys.platform == "win32", reason="not on this machine: the stand-in interpreter is a POSIX shell script")
 def test_a_failing_child_shows_its_last_log_lines(local, tmp_path):
     script = "".join(f"echo 'line {i}'\n" for i in range(20))
     script += "echo \"args: $*\"\necho 'RuntimeError: the model could not load' >&2\nexit 3\n"
@@ -75,7 +75,7 @@ def test_a_failing_child_shows_its_last_log_lines(local, tmp_path):
 def test_an_environment_without_the_backend_names_the_install_command(local, tmp_path):
     bare = pathlib.Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     if not bare.is_file():
-        pytest.skip(f"no base interpreter at {bare} to stand for an environment without MuNet on this machine")
+        pytest.skip(f"not on this machine: no base interpreter at {bare} to stand for an environment without MuNet")
     local.start(str(bare), "tcp://127.0.0.1:5999", tmp_path)
     _wait_exit(local)
     lines = local.status_lines()
@@ -111,7 +111,7 @@ def test_the_real_backend_says_when_it_is_ready_and_stops(local, tmp_path, monke
     assert local.status().startswith("stopped") and local.status_lines() == [local.status()]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the stand-in interpreter is a POSIX shell script")
+@pytest.mark.skipif(sys.platform == "win32", reason="not on this machine: the stand-in interpreter is a POSIX shell script")
 def test_the_operator_logs_in_blenders_user_folder_and_the_preferences_show_the_failure(tmp_path):
     from test_addon_support import ADDON_MODULE, installed_addon
 
