@@ -32,7 +32,7 @@ import torch
 from munet.body.base import BodyModel
 from munet.body.skeleton import SMPL24_INDEX as JOINT
 from munet.fitting import camera as cam
-from munet.fitting.landmarks import BONE_FROM, BONE_TO, bone_weights, extend_with_midpoints
+from munet.fitting.landmarks import BONE_FROM, BONE_TO, FEET, LM, bone_weights, extend_with_midpoints
 from munet.fitting.lm import levenberg_marquardt
 from munet.fitting.pose import (
     POSE_SIZE,
@@ -135,11 +135,13 @@ class DepthAnchor:
 
     points: ``PointSet`` of K body vertices spread over the mesh; target_cam: (33 + K, 3) float64, the
     network's 33 landmarks then those K vertices in the OpenCV camera frame (orientation only), metres,
-    relative to the midpoint of its two hip landmarks.
+    relative to the midpoint of its two hip landmarks. depth_weight: (33 + K,) float64 in [0, 1], how much
+    each point's depth is held (0 where the photo observes the depth itself: a foot on the floor).
     """
 
     points: PointSet
     target_cam: torch.Tensor
+    depth_weight: torch.Tensor | None = None
 
 
 HIP_LANDMARKS = (23, 24)
@@ -259,13 +261,23 @@ class BodyFitter:
         """The point sets ``evaluate`` poses, in order: landmarks, soles, [extra], [anchor]."""
         return [self.landmark_points, self.sole_points] + [p for p in (extra, anchor) if p is not None]
 
-    def depth_anchor(self, vertices_cam: np.ndarray, count: int = ANCHOR_VERTICES) -> DepthAnchor:
+    def depth_anchor(self, vertices_cam: np.ndarray, count: int = ANCHOR_VERTICES,
+                     feet_on_floor: tuple[str, ...] = ()) -> DepthAnchor:
         """The anchor holding a body's relative depths: (V, 3) full-mesh vertices in the OpenCV camera frame
-        (the network's body) -> its landmarks and ``count`` evenly drawn vertices, relative to its hips."""
+        -> its landmarks and ``count`` evenly drawn vertices, relative to its hips. feet_on_floor: sides
+        ("left", "right") whose foot the floor observes: its contact row fixes the foot's depth, and with the
+        hip landmark held, the knee's 2D position and the bone lengths then fix the knee's (the hinge limit picks
+        the flexion side), so that leg (thigh, knee, shin, foot) keeps only the image-plane tie."""
         index = np.sort(np.random.default_rng(0).choice(len(vertices_cam), count, replace=False))
         points = np.concatenate([self.regress_landmarks(vertices_cam.astype(np.float64)), vertices_cam[index]])
         target = relative_to_hips(torch.from_numpy(points.astype(np.float64)).to(DTYPE))
-        return DepthAnchor(self.subset.vertices(torch.from_numpy(index)), target)
+        weight = np.ones(len(points))
+        dense = self.body.dense_weights.detach().cpu().numpy()
+        for side in feet_on_floor:
+            weight[[LM[name] for name in (f"{side}_knee",) + FEET[side]]] = 0.0
+            leg = [JOINT[f"{side}_hip"], JOINT[f"{side}_knee"], JOINT[f"{side}_ankle"], JOINT[f"{side}_foot"]]
+            weight[len(LM):] *= 1.0 - np.clip(dense[index][:, leg].sum(1), 0.0, 1.0)
+        return DepthAnchor(self.subset.vertices(torch.from_numpy(index)), target, torch.from_numpy(weight).to(DTYPE))
 
     def shape_prior(self, targets: FitTargets) -> torch.Tensor:
         """(1, S) the centre of the shape prior (where fits start): ``targets.shape_prior`` when given,
@@ -493,7 +505,8 @@ def _anchor_residuals(out: dict[str, torch.Tensor], pitch: torch.Tensor, anchor:
     points = torch.cat([out["landmarks"], out["anchor"]], 1)
     diff = (relative_to_hips(torch.einsum("nij,nkj->nki", rotation, points)) - anchor.target_cam) * 100.0
     n = diff.shape[1]
-    return torch.cat([math.sqrt(w.anchor_depth / n) * diff[..., 2], math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
+    depth = diff[..., 2] if anchor.depth_weight is None else diff[..., 2] * anchor.depth_weight.sqrt()
+    return torch.cat([math.sqrt(w.anchor_depth / n) * depth, math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
 
 
 def _scaled(res: dict[str, torch.Tensor], group_scale: dict[str, torch.Tensor] | None, owner: torch.Tensor) -> dict:
