@@ -37,8 +37,11 @@ def validation_sample(tmp_path_factory):
 @pytest.mark.slow
 def test_refinement_keeps_the_networks_relative_depth_and_improves_2d(validation_sample):
     """On each sample every seen landmark's depth relative to the hips stays within 4 cm on average (12 cm at
-    most) of the network's, the clothed silhouette fits better, and the mean 2D keypoint error is lower."""
+    most) of the network's (legs standing on the floor aside: the floor observes them), the clothed
+    silhouette fits better, and the mean 2D keypoint error is lower."""
     from munet.body.keypoints import MediaPipeRegressor
+    from munet.fitting.landmarks import LM
+    from munet.fitting.targets import foot_contact
     from munet.fitting.network_init import default_checkpoint
     from training.evaluation.harness import Scorer
     from training.evaluation.methods import inputs_of, make_method
@@ -52,6 +55,10 @@ def test_refinement_keeps_the_networks_relative_depth_and_improves_2d(validation
         inputs = inputs_of(sample)
         network, refined = network_only.predict(inputs), default.predict(inputs)
         seen = np.asarray(sample["seen"], bool)
+        # a leg whose foot the floor observes may move in depth (the floor, 2D knee and bone lengths place it)
+        contact = foot_contact(np.asarray(sample["world_keypoints_m"]), seen)
+        for side in (side for side, touching in contact.items() if touching):
+            seen[[LM[f"{side}_{part}"] for part in ("knee", "ankle", "heel", "foot_index")]] = False
         gap = np.abs(_relative_depths(regressor, refined.body_vertices_cam)
                      - _relative_depths(regressor, network.body_vertices_cam))[seen]  # fmt: skip
         assert gap.mean() < 0.04 and gap.max() < 0.12, (index, gap)

@@ -183,25 +183,15 @@ class Refined:
     faces: np.ndarray
 
 
-def _camera_frame_vertices(body: BodyModel, state: FitState) -> np.ndarray:
-    """(V, 3) float64 full-mesh vertices of the first candidate in its OpenCV camera frame (metres)."""
-    from munet.fitting import camera as cam
-    from munet.fitting.body_fit import full_body
-
-    posed, _ = full_body(body, state)
-    R, t = cam.camera_extrinsics(float(state.pitch_rad[0]), float(state.height_m[0]))
-    return posed.vertices_m[0].numpy().astype(np.float64) @ R.T + t
-
-
 def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter: BodyFitter, body: BodyModel,
            iterations: int) -> Refined:
     """Refine the kept body against keypoints + silhouette, shape free, for ``iterations`` (0: skip); pose
     the full mesh and build the camera. After the network, the refinement moves only what the photo sees:
-    every landmark's and a spread of vertices' depth relative to the hips stays near the body the ``fit``
-    stage kept (``body_fit.DepthAnchor``, weights ``network_init.refine_weights``), so the 2D and silhouette
-    terms cannot undo its 3D. That body is the network's, started from and tied to its bone directions, with
-    the floor's say on the legs' depth order (the ``fit`` stage's ground term): anchoring to the raw network
-    output instead undid the floor's correction (lunge.jpg's front leg came back towards the camera)."""
+    every landmark's and a spread of vertices' depth relative to the hips stays near the network's body
+    (``body_fit.DepthAnchor``, weights ``network_init.refine_weights``), so the 2D and silhouette terms cannot
+    undo its 3D, except on a leg whose foot stands on the floor: the floor observes that foot's depth (and
+    with it, through the 2D knee and the bone lengths, the knee's), so such a leg keeps only its image-plane
+    tie. Anchoring those legs too undid the floor's correction (lunge.jpg's front leg came back forward)."""
     from munet.fitting import camera as cam
     from munet.fitting.body_fit import full_body
     from munet.fitting.network_init import REFINE_SHAPE_ITERATIONS, refine_weights
@@ -212,7 +202,7 @@ def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter:
         if initialised.network is not None:
             weights = refine_weights(fitter.weights)
             on_floor = tuple(side for side, touching in detected.targets.contact.items() if touching)
-            anchor = fitter.depth_anchor(_camera_frame_vertices(body, fitted.state), feet_on_floor=on_floor)
+            anchor = fitter.depth_anchor(initialised.network.body_cam, feet_on_floor=on_floor)
             shape_iterations = REFINE_SHAPE_ITERATIONS
         state = fitter.fit(detected.targets, state, iterations, silhouette=True, fit_shape=True, weights=weights,
                            anchor=anchor, shape_iterations=shape_iterations).state
