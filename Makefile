@@ -29,7 +29,7 @@ setup: sysdeps $(STAMP)
 
 demo: setup
 	@mkdir -p $(OUT)
-	$(VENV)/bin/munet reconstruct examples/lunge.jpg -o $(OUT)/lunge.glb --report $(OUT)/lunge.json --preview $(OUT)/lunge_preview.png
+	$(VENV)/bin/munet reconstruct examples/lunge.jpg -o $(OUT)/lunge.glb --report $(OUT)/lunge.json --preview $(OUT)/lunge_preview.png --turntable $(OUT)/lunge_turntable.png
 
 # The whole suite; a skipped test fails it (tests/conftest.py), so a green run means everything ran.
 test: setup
