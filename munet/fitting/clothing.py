@@ -12,7 +12,13 @@ The offsets are *measured* in the photo's pose and *expressed and regularised* o
   mask's edge (grow inside the mask, shrink where it sticks out). The measurements are then pooled per
   ring of a limb or of the torso (``munet.fitting.regions``: bins along the arm, the leg, the torso's
   height): a ring's looseness is the median of its measured vertices, interpolated along the limb where
-  a ring saw nothing. A raised arm's blob or a mask error next to one vertex cannot make a lump.
+  a ring saw nothing. A raised arm's blob or a mask error next to one vertex cannot make a lump. Later
+  rounds pool the residuals (measured minus current) the same way and add them, so the smoothed field
+  converges on the measurements instead of staying where the smoothing left it. Every round also keeps what
+  each outline vertex asks beyond its ring's value, within ``DETAIL_CAP_M``, as a smooth residual field
+  (spread over the vertex's neighbourhood, then smoothed): one side of a limb follows the photo (a body
+  fitted a little off the mask, a garment looser at the back) without swelling the other side as one
+  number per ring would (``_pooled_update``).
 * **Regularised per region on the rest mesh**: neighbour averaging (a uniform-Laplacian smoothing) blends
   the rings into each other; caps by region (``REGION_CAPS_M``; DESIGN.md §7: hair and skirts may go far,
   a forearm may not); the face keeps the Body's face (``FACE_CAP_M``), hands ``HAND_CAP_M``, shoes a
@@ -63,6 +69,12 @@ RING_BINS = {"arm": np.linspace(-0.2, 2.2, 13), "leg": np.linspace(-0.6, 2.2, 15
 """Bin edges of the rings, in each limb's coordinate (``BodyRegions.arm_u``, ``leg_u``, ``torso_s``)."""
 RING_SMOOTHING_ITERATIONS = 12
 """Neighbour-averaging passes that blend the rings of adjacent limbs after pooling."""
+DETAIL_CAP_M = 0.015
+"""Largest residual (metres, either way) an outline vertex keeps beyond its ring's pooled value per round."""
+DETAIL_SPREAD_ITERATIONS = 6
+DETAIL_SMOOTHING_ITERATIONS = 2
+"""The residual field: passes that spread it from the outline vertices (held) to their neighbourhood, then
+free smoothing passes."""
 HOLLOW_SMOOTHING_ITERATIONS = 8
 """Smoothing passes of the rest body whose rise over the body fills its hollows under a garment."""
 
@@ -244,7 +256,7 @@ def fit_offsets(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: np
     (rings, face, hands, feet; without it the measurements spread by harmonic interpolation, no rings);
     initial_m: (V,) starting offsets (the network's), metres; rest_normals: (V, 3) the rest body's vertex
     normals when the caller has them. rounds: measure-and-pool passes; each measures growth and shrinkage
-    alike.
+    alike (with regions: ``_pooled_update``).
     """
     num_vertices = posed_vertices.shape[0]
     operator = operator if operator is not None else mean_neighbour_operator(faces, num_vertices)
@@ -254,14 +266,13 @@ def fit_offsets(posed_vertices: np.ndarray, rest_vertices: np.ndarray, faces: np
     direction = np.einsum("vab,vb->va", skin_rotations.astype(np.float64), rest_normals)
     offsets = np.zeros(num_vertices) if initial_m is None else np.clip(initial_m, 0.0, caps_m)
     wanted = np.full(num_vertices, np.nan)  # the latest measurement of each vertex
-    for _ in range(rounds):
+    for round_index in range(rounds):
         measured = _measure(posed_vertices, direction, offsets, faces, camera, mask, caps_m, raster_scale)
         if measured.outline.size == 0:
             break
         wanted[measured.outline] = measured.wanted
         if regions is not None:
-            field = _ring_field(wanted, measured.unseen, regions, offsets)
-            field = smooth_field(field, operator, RING_SMOOTHING_ITERATIONS)
+            field = _pooled_update(measured, offsets, regions, operator, first=round_index == 0)
         else:
             field = _spread(wanted, measured.unseen, rest_vertices, caps_m, operator, spread_iterations)
             field = smooth_field(field, operator, smooth_iterations)
@@ -320,11 +331,38 @@ def _spread(wanted: np.ndarray, unseen: np.ndarray, rest_vertices: np.ndarray, c
     return smooth_field(held_value[nearest], operator, iterations, keep=held)
 
 
-def _ring_field(wanted: np.ndarray, unseen: np.ndarray, regions, current: np.ndarray) -> np.ndarray:
+def _pooled_update(measured: _Measurement, offsets: np.ndarray, regions, operator, first: bool) -> np.ndarray:
+    """(V,) the offsets (metres, before the caps) after one round's measurement of the outline. The first
+    round pools the measured offsets per ring (``_ring_field``); later rounds pool the residuals (measured
+    minus current offsets) and add them to the current field, so the smoothed field converges on the
+    measurements. Each round then adds what each outline vertex still asks beyond its ring (within
+    ``DETAIL_CAP_M``), spread over its neighbourhood and smoothed: a smooth residual field that lets one
+    side of a limb follow the photo without swelling the other. offsets: (V,) current; operator: the
+    topology's ``mean_neighbour_operator``."""
+    num_vertices = len(offsets)
+    base = np.zeros(num_vertices) if first else offsets
+    outline = measured.outline
+    residual = np.full(num_vertices, np.nan)
+    residual[outline] = measured.wanted - base[outline]
+    pooled = _ring_field(residual, measured.unseen, regions, offsets if first else np.zeros(num_vertices),
+                         UNSEEN_OFFSET_M if first else 0.0)
+    detail = np.zeros(num_vertices)
+    detail[outline] = np.clip(residual[outline] - pooled[outline], -DETAIL_CAP_M, DETAIL_CAP_M)
+    held = np.zeros(num_vertices, bool)
+    held[outline] = True
+    detail = smooth_field(smooth_field(detail, operator, DETAIL_SPREAD_ITERATIONS, keep=held), operator,
+                          DETAIL_SMOOTHING_ITERATIONS)
+    return base + smooth_field(pooled, operator, RING_SMOOTHING_ITERATIONS) + detail
+
+
+def _ring_field(wanted: np.ndarray, unseen: np.ndarray, regions, current: np.ndarray,
+                unseen_value: float = UNSEEN_OFFSET_M) -> np.ndarray:
     """(V,) offsets pooled per ring: each limb's (arms, legs, torso) vertices binned along the limb, a bin's
     value the median of its measured vertices, bins without any interpolated along the limb (a limb with
-    none keeps its current median, or ``UNSEEN_OFFSET_M`` when it lies outside the photo). The neck and
-    head take their own measured median (hair: ``munet.fitting.hair``); hands and feet theirs too."""
+    none keeps its current median, or ``unseen_value`` when it lies outside the photo). The neck and
+    head take their own measured median (hair: ``munet.fitting.hair``); hands and feet theirs too. The same
+    pooling serves the later rounds' corrections (wanted: measured minus current; current: zeros;
+    unseen_value: 0)."""
     from munet.fitting import regions as rg
 
     out = np.array(current, np.float64)
@@ -336,19 +374,19 @@ def _ring_field(wanted: np.ndarray, unseen: np.ndarray, regions, current: np.nda
     for limbs, coordinate, kind in groups:
         members = np.isin(regions.limb, limbs) & ~regions.feet & ~regions.hands
         out[members] = _rings(coordinate[members], wanted[members], unseen_mask[members], current[members],
-                              RING_BINS[kind])
+                              RING_BINS[kind], unseen_value)
     for members in (regions.limb == rg.NECK, regions.limb == rg.HEAD, regions.hands, regions.feet):
         values = wanted[members]
         seen = values[np.isfinite(values)]
         if seen.size:
             out[members] = float(np.median(seen))
         elif unseen_mask[members].mean() > 0.5:
-            out[members] = UNSEEN_OFFSET_M
+            out[members] = unseen_value
     return out
 
 
 def _rings(coordinate: np.ndarray, wanted: np.ndarray, unseen: np.ndarray, current: np.ndarray,
-           edges: np.ndarray) -> np.ndarray:
+           edges: np.ndarray, unseen_value: float) -> np.ndarray:
     """One limb's pooled offsets (N,) from its vertices' coordinates along it, measurements (NaN: none),
     unseen flags and current offsets."""
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -360,7 +398,7 @@ def _rings(coordinate: np.ndarray, wanted: np.ndarray, unseen: np.ndarray, curre
         if seen.size >= 2:
             values[b] = np.median(seen)
         elif inside.any() and unseen[inside].mean() > 0.5:
-            values[b] = UNSEEN_OFFSET_M
+            values[b] = unseen_value
     known = np.isfinite(values)
     if not known.any():
         return np.full(len(coordinate), float(np.median(current)) if len(current) else 0.0)
