@@ -135,13 +135,13 @@ class DepthAnchor:
 
     points: ``PointSet`` of K body vertices spread over the mesh; target_cam: (33 + K, 3) float64, the
     network's 33 landmarks then those K vertices in the OpenCV camera frame (orientation only), metres,
-    relative to the midpoint of its two hip landmarks. depth_weight: (33 + K,) float64 in [0, 1], how much
-    each point's depth is held (0 where the photo observes the depth itself: a foot on the floor).
+    relative to the midpoint of its two hip landmarks. weight: (33 + K,) float64 in [0, 1], how much each
+    point is held (0 on a leg whose foot the floor observes: the photo places that leg itself).
     """
 
     points: PointSet
     target_cam: torch.Tensor
-    depth_weight: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
 
 
 HIP_LANDMARKS = (23, 24)
@@ -267,7 +267,7 @@ class BodyFitter:
         -> its landmarks and ``count`` evenly drawn vertices, relative to its hips. feet_on_floor: sides
         ("left", "right") whose foot the floor observes: its contact row fixes the foot's depth, and with the
         hip landmark held, the knee's 2D position and the bone lengths then fix the knee's (the hinge limit picks
-        the flexion side), so that leg (thigh, knee, shin, foot) keeps only the image-plane tie."""
+        the flexion side), so that leg (thigh, knee, shin, foot) is left to the photo."""
         index = np.sort(np.random.default_rng(0).choice(len(vertices_cam), count, replace=False))
         points = np.concatenate([self.regress_landmarks(vertices_cam.astype(np.float64)), vertices_cam[index]])
         target = relative_to_hips(torch.from_numpy(points.astype(np.float64)).to(DTYPE))
@@ -505,8 +505,9 @@ def _anchor_residuals(out: dict[str, torch.Tensor], pitch: torch.Tensor, anchor:
     points = torch.cat([out["landmarks"], out["anchor"]], 1)
     diff = (relative_to_hips(torch.einsum("nij,nkj->nki", rotation, points)) - anchor.target_cam) * 100.0
     n = diff.shape[1]
-    depth = diff[..., 2] if anchor.depth_weight is None else diff[..., 2] * anchor.depth_weight.sqrt()
-    return torch.cat([math.sqrt(w.anchor_depth / n) * depth, math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
+    if anchor.weight is not None:
+        diff = diff * anchor.weight.sqrt()[:, None]
+    return torch.cat([math.sqrt(w.anchor_depth / n) * diff[..., 2], math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
 
 
 def _scaled(res: dict[str, torch.Tensor], group_scale: dict[str, torch.Tensor] | None, owner: torch.Tensor) -> dict:

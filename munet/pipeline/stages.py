@@ -190,8 +190,8 @@ def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter:
     every landmark's and a spread of vertices' depth relative to the hips stays near the network's body
     (``body_fit.DepthAnchor``, weights ``network_init.refine_weights``), so the 2D and silhouette terms cannot
     undo its 3D, except on a leg whose foot stands on the floor: the floor observes that foot's depth (and
-    with it, through the 2D knee and the bone lengths, the knee's), so such a leg keeps only its image-plane
-    tie. Anchoring those legs too undid the floor's correction (lunge.jpg's front leg came back forward)."""
+    with it, through the 2D knee and the bone lengths, the knee's), so such a leg is left to the photo.
+    Anchoring those legs too undid the floor's correction (lunge.jpg's front leg came back forward)."""
     from munet.fitting import camera as cam
     from munet.fitting.body_fit import full_body
     from munet.fitting.network_init import REFINE_SHAPE_ITERATIONS, refine_weights
