@@ -6,8 +6,8 @@ person: the clothing fit (``munet.fitting.clothing``), hair (``munet.fitting.hai
 (``munet.fitting.garments``) read them. Parts come from Anny's UV-space body-part map
 (``BodyModel.uv_part_map``) when the model has one, else from the skinning weights. The limb coordinates
 and the scalp follow the synthetic data engine's clothing atlas (``training/data/clothing.py``: same
-definitions, so the network's clothes and the photo's clothes speak of the same places); munet does not
-import training, hence the small copy.
+definitions, so the network's clothes and the photo's clothes speak of the same places). The limb ids
+and ``limb_regions`` live here, and the data engine imports them.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from munet.geometry.mesh import vertex_normals
 
 # limb ids (by the joint that dominates a vertex's skin), as the data engine's atlas
 TORSO, HEAD, NECK, ARM_L, ARM_R, LEG_L, LEG_R, HAND_L, HAND_R = range(9)
-_ARM_CHAIN = ("shoulder", "elbow", "wrist", "hand")
-_LEG_CHAIN = ("hip", "knee", "ankle", "foot")
+ARM_CHAIN = ("shoulder", "elbow", "wrist", "hand")
+LEG_CHAIN = ("hip", "knee", "ankle", "foot")
 _INNER_PARTS = ("eye_back.L", "eye_front.L", "eye_back.R", "eye_front.R", "eye_cavity.L", "eye_cavity.R",
                 "mouth_cavity", "tongue")
 FACE_FRONT_NORMAL = -0.2
@@ -120,7 +120,7 @@ def build_regions(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weig
     optional per-vertex part masks {"head", "hands", "feet", "inner": (V,) bool} from a UV part map."""
     v, jt = rest_vertices.astype(np.float64), rest_joints.astype(np.float64)
     index = {name: i for i, name in enumerate(joint_names)}
-    limb = _limbs(dense_weights, joint_names)
+    limb = limb_regions(dense_weights, joint_names)
     arm_u, leg_u = _limb_coordinates(v, jt, limb, index)
     hip_z = 0.5 * (jt[index["left_hip"], 2] + jt[index["right_hip"], 2])
     torso_s = (v[:, 2] - hip_z) / (jt[index["neck"], 2] - hip_z)
@@ -180,8 +180,9 @@ def _weight_parts(dense: np.ndarray, index: dict[str, int], leg_u: np.ndarray,
     return {"head": head, "hands": hands, "feet": feet, "inner": np.zeros(len(dense), bool)}
 
 
-def _limbs(dense_weights: np.ndarray, joint_names: tuple[str, ...]) -> np.ndarray:
-    """(V,) limb id of each vertex from the joint that dominates its smpl24 skinning weights (V, 24)."""
+def limb_regions(dense_weights: np.ndarray, joint_names: tuple[str, ...]) -> np.ndarray:
+    """(V,) int64 limb id (TORSO, HEAD, NECK, ARM_L/R, LEG_L/R, HAND_L/R) of each vertex, from the joint
+    that dominates its skinning weights (V, J) over the skeleton's ``joint_names``."""
     table = np.full(len(joint_names), TORSO, np.int64)
     for j, name in enumerate(joint_names):
         side, _, part = name.partition("_")
@@ -191,9 +192,9 @@ def _limbs(dense_weights: np.ndarray, joint_names: tuple[str, ...]) -> np.ndarra
             table[j] = NECK
         elif part == "hand":
             table[j] = HAND_L if side == "left" else HAND_R
-        elif part in _ARM_CHAIN:
+        elif part in ARM_CHAIN:
             table[j] = ARM_L if side == "left" else ARM_R
-        elif part in _LEG_CHAIN:
+        elif part in LEG_CHAIN:
             table[j] = LEG_L if side == "left" else LEG_R
     return table[dense_weights.argmax(1)]
 
@@ -221,9 +222,9 @@ def _limb_coordinates(v: np.ndarray, jt: np.ndarray, limb: np.ndarray,
     arm_u, leg_u = np.full(len(v), -1.0), np.full(len(v), -1.0)
     for side, arm_id, hand_id, leg_id in (("left", ARM_L, HAND_L, LEG_L), ("right", ARM_R, HAND_R, LEG_R)):
         members = np.flatnonzero((limb == arm_id) | (limb == hand_id))
-        arm_u[members] = _chain_coordinate(v[members], jt[[index[f"{side}_{p}"] for p in _ARM_CHAIN]])
+        arm_u[members] = _chain_coordinate(v[members], jt[[index[f"{side}_{p}"] for p in ARM_CHAIN]])
         members = np.flatnonzero(limb == leg_id)
-        leg_u[members] = _chain_coordinate(v[members], jt[[index[f"{side}_{p}"] for p in _LEG_CHAIN]])
+        leg_u[members] = _chain_coordinate(v[members], jt[[index[f"{side}_{p}"] for p in LEG_CHAIN]])
     return arm_u, leg_u
 
 

@@ -32,13 +32,10 @@ import torch
 
 from munet.body.skeleton import SMPL24_INDEX, SMPL24_JOINTS
 from munet.geometry.mesh import vertex_normals_torch as vertex_normals
+from munet.fitting.regions import (ARM_CHAIN, ARM_L, ARM_R, HAND_L, HAND_R, HEAD, LEG_CHAIN, LEG_L, LEG_R, NECK, TORSO,
+                                  limb_regions)
 
 J = SMPL24_INDEX
-
-# region ids of the atlas
-TORSO, HEAD, NECK, ARM_L, ARM_R, LEG_L, LEG_R, HAND_L, HAND_R = range(9)
-_ARM_CHAIN = ("shoulder", "elbow", "wrist", "hand")
-_LEG_CHAIN = ("hip", "knee", "ankle", "foot")
 
 # caps on the total offset by region, metres
 CAP_M = {"torso": 0.10, "arm": 0.06, "leg": 0.07, "foot": 0.03, "hair": 0.09, "neck": 0.03}
@@ -96,7 +93,7 @@ def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weight
     """The atlas from one rest body (V, 3), its joints (24, 3) and skinning weights (V, 24), metres."""
     v = rest_vertices.astype(np.float64)
     jt = rest_joints.astype(np.float64)
-    region = _regions(dense_weights)
+    region = limb_regions(dense_weights, SMPL24_JOINTS)
     arm_u, leg_u = _limb_coordinates(v, jt, region)
     hip_z = 0.5 * (jt[J["left_hip"], 2] + jt[J["right_hip"], 2])
     torso_s = (v[:, 2] - hip_z) / (jt[J["neck"], 2] - hip_z)
@@ -118,34 +115,15 @@ def build_atlas(rest_vertices: np.ndarray, rest_joints: np.ndarray, dense_weight
     )
 
 
-def _regions(dense_weights: np.ndarray) -> np.ndarray:
-    """(V,) int64 region id of each vertex, from the joint that dominates its skinning weights (V, 24)."""
-    names = [SMPL24_JOINTS[d] for d in dense_weights.argmax(1)]
-    region = np.full(len(names), TORSO, np.int64)
-    for i, name in enumerate(names):
-        side, _, part = name.partition("_")
-        if name == "head":
-            region[i] = HEAD
-        elif name == "neck":
-            region[i] = NECK
-        elif part == "hand":
-            region[i] = HAND_L if side == "left" else HAND_R
-        elif part in _ARM_CHAIN:
-            region[i] = ARM_L if side == "left" else ARM_R
-        elif part in _LEG_CHAIN:
-            region[i] = LEG_L if side == "left" else LEG_R
-    return region
-
-
 def _limb_coordinates(v: np.ndarray, jt: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(V,) positions along the arm (arms and hands) and along the leg (-1 elsewhere), see ``ClothingAtlas``."""
     arm_u = np.full(len(v), -1.0)
     leg_u = np.full(len(v), -1.0)
     for side, arm_id, hand_id, leg_id in (("left", ARM_L, HAND_L, LEG_L), ("right", ARM_R, HAND_R, LEG_R)):
-        arm_joints = jt[[J[f"{side}_{p}"] for p in _ARM_CHAIN]]
+        arm_joints = jt[[J[f"{side}_{p}"] for p in ARM_CHAIN]]
         members = np.flatnonzero((region == arm_id) | (region == hand_id))
         arm_u[members] = _chain_coordinate(v[members], arm_joints)
-        leg_joints = jt[[J[f"{side}_{p}"] for p in _LEG_CHAIN]]
+        leg_joints = jt[[J[f"{side}_{p}"] for p in LEG_CHAIN]]
         members = np.flatnonzero(region == leg_id)
         leg_u[members] = _chain_coordinate(v[members], leg_joints)
     return arm_u, leg_u
