@@ -179,16 +179,7 @@ class Broker:
                     self._to_worker(back, identity, [HEARTBEAT])
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[zmq.Frame]], None]) -> None:
-        for _ in range(256):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            try:
-                handle(frames)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the broker
-                self.stats["internal_errors"] += 1
-                log.exception("unexpected error while handling a message")
+        transport.drain(sock, handle, self.stats, log, 256)
 
     # -- clients
 

@@ -196,16 +196,7 @@ class Server:
             raise MunetError(f"cannot load the reconstruction engine: {type(failure).__name__}: {failure}") from failure
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[zmq.Frame]], None]) -> None:
-        for _ in range(_BATCH):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            try:
-                handle(frames)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the server
-                self.stats["internal_errors"] += 1
-                log.exception("unexpected error while handling a message")
+        transport.drain(sock, handle, self.stats, log, _BATCH)
 
     def _drain_router(self) -> None:
         for _ in range(_BATCH):

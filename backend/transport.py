@@ -46,6 +46,22 @@ def context() -> zmq.Context:
         return zmq.Context.instance()
 
 
+def drain(sock: zmq.Socket, handle, stats: dict, logger: logging.Logger, batch: int = 256) -> None:
+    """Handle up to ``batch`` waiting messages of ``sock`` (so one socket cannot starve another), each with
+    ``handle(frames)``; a message whose handling raises is counted in ``stats["internal_errors"]`` and
+    logged, and the loop goes on (one bad message must not stop a server or a broker)."""
+    for _ in range(batch):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        try:
+            handle(frames)
+        except Exception:  # noqa: BLE001 - see the docstring
+            stats["internal_errors"] += 1
+            logger.exception("unexpected error while handling a message")
+
+
 def bind_endpoint(endpoint: str) -> str:
     """``tcp://HOST:0`` -> ``tcp://HOST:*`` (ZeroMQ's "pick a free port"); others unchanged."""
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
