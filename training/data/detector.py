@@ -25,7 +25,7 @@ import torch
 from munet.detect.crop import CropParams, crop_params
 from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MEDIAPIPE_WORLD_TO_BLENDER
 from munet.detect.pose import VISIBILITY_THRESHOLD
-from munet.geometry.projection import project_pinhole as project  # engine.py calls detector.project
+from munet.geometry.projection import project_pinhole
 from munet.geometry.raster import rasterize
 
 L = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
@@ -155,12 +155,12 @@ def render_crops(
     """
     K = torch.from_numpy(crops.K_crop).float()
     # back faces never reach a silhouette or a z-buffer of a closed surface: culling halves the work
-    clothed = rasterize(project(clothed_cam, K), faces, (resolution, resolution), depth=clothed_cam[..., 2], cull_backfaces=True)
+    clothed = rasterize(project_pinhole(clothed_cam, K), faces, (resolution, resolution), depth=clothed_cam[..., 2], cull_backfaces=True)
     inside = torch.from_numpy(crops.inside_photo)
     mask = (clothed.mask & inside).numpy()
     body_mask = None
     if body_cam is not None:
-        body_mask = (rasterize(project(body_cam, K), faces, (resolution, resolution), cull_backfaces=True).mask & inside).numpy()
+        body_mask = (rasterize(project_pinhole(body_cam, K), faces, (resolution, resolution), cull_backfaces=True).mask & inside).numpy()
     return mask, clothed.depth.numpy(), body_mask
 
 
