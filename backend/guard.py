@@ -29,6 +29,7 @@ import errno
 import logging
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -37,6 +38,9 @@ import zmq
 from . import protocol
 
 log = logging.getLogger(__name__)
+
+_TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
+"""Linux's TCP_INFO socket option (its layout, with ``tcpi_bytes_received``, is Linux's); None elsewhere."""
 
 FRAME_OVERHEAD = 64
 """Bytes allowed per received frame for ZMTP framing (<= 9 bytes) and CURVE's MESSAGE box (~40 bytes)."""
@@ -62,8 +66,12 @@ class _Peer:
 
 
 def _received_bytes(sock: socket.socket) -> int | None:
+    """The kernel's count of bytes received on a TCP connection; None where unknown (``TCP_INFO`` with
+    ``tcpi_bytes_received`` is Linux's: elsewhere the guard watches nothing and says so at start)."""
+    if _TCP_INFO is None:
+        return None
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 256)
     except OSError:
         return None
     if len(info) < _TCPI_BYTES_RECEIVED + 8:
@@ -111,6 +119,9 @@ class PeerGuard:
             self._event(message)
 
     def start(self) -> None:
+        if _TCP_INFO is None:
+            log.warning("peer guard: no TCP_INFO on %s: unfinished messages are bounded per frame only "
+                        "(see PROTOCOL.md, section 2)", sys.platform)
         self._thread = threading.Thread(target=self._run, name="munet-peer-guard", daemon=True)
         self._thread.start()
 
