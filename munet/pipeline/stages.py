@@ -197,6 +197,16 @@ def _fit_overruled_the_network_legs(fitter: BodyFitter, detected: Detected, init
     return bool(knee * network_knee < 0 or ankle * network_ankle < 0)
 
 
+def _feet_seen_on_the_floor(detected: Detected) -> tuple[str, ...]:
+    """Sides whose foot stands on the floor and is seen (two of its three landmarks): only a seen foot's
+    contact row tells its depth (``FitTargets.contact`` also counts unseen feet as standing)."""
+    from munet.fitting.landmarks import FEET, LM
+
+    seen = detected.detection.seen
+    return tuple(side for side, touching in detected.targets.contact.items()
+                 if touching and sum(bool(seen[LM[name]]) for name in FEET[side]) >= 2)
+
+
 def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter: BodyFitter, body: BodyModel,
            iterations: int) -> Refined:
     """Refine the kept body against keypoints + silhouette, shape free, for ``iterations`` (0: skip); pose
@@ -219,7 +229,7 @@ def refine(detected: Detected, initialised: Initialised, fitted: Fitted, fitter:
             weights = refine_weights(fitter.weights)
             on_floor = ()
             if _fit_overruled_the_network_legs(fitter, detected, initialised, fitted):
-                on_floor = tuple(side for side, touching in detected.targets.contact.items() if touching)
+                on_floor = _feet_seen_on_the_floor(detected)
             anchor = fitter.depth_anchor(initialised.network.body_cam, feet_on_floor=on_floor)
             shape_iterations = REFINE_SHAPE_ITERATIONS
         state = fitter.fit(detected.targets, state, iterations, silhouette=True, fit_shape=True, weights=weights,
