@@ -263,15 +263,10 @@ class Broker:
         except zmq.ZMQError as e:
             if e.errno not in (errno.EHOSTUNREACH, errno.EAGAIN):
                 raise
-            envelope = []
-            for frame in frames:
-                data = frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
-                if not data:
-                    break
-                envelope.append(data)
+            envelope = transport.envelope_of(frames)
             self.stats["send_unroutable" if e.errno == errno.EHOSTUNREACH else "send_dropped_full"] += 1
             if e.errno == errno.EHOSTUNREACH:
-                self._client_gone(back, tuple(envelope))
+                self._client_gone(back, envelope)
 
     def _client_gone(self, back: zmq.Socket | None, envelope: tuple[bytes, ...]) -> None:
         """Forget the client's jobs and tell their workers to drop them."""

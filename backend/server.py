@@ -274,7 +274,7 @@ class Server:
             self._router.send_multipart([link.REPLY, *frames] if self._worker_link else frames, zmq.NOBLOCK, copy=False)
             self.stats["sent"] += 1
         except zmq.ZMQError as e:
-            envelope = _envelope_of(frames)
+            envelope = transport.envelope_of(frames)
             if e.errno == errno.EHOSTUNREACH:
                 self._client_gone(envelope)
             elif e.errno == errno.EAGAIN:
@@ -448,14 +448,6 @@ def _request_id(frames: list[zmq.Frame]) -> str | None:
         return e.request_id
 
 
-def _envelope_of(frames: list[Any]) -> tuple[bytes, ...]:
-    out = []
-    for frame in frames:
-        data = frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
-        if not data:
-            break
-        out.append(data)
-    return tuple(out)
 
 
 def _announce(line: str) -> None:

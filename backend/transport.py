@@ -46,6 +46,17 @@ def context() -> zmq.Context:
         return zmq.Context.instance()
 
 
+def envelope_of(frames: list) -> tuple[bytes, ...]:
+    """The routing envelope of a ROUTER-side message: its frames up to the empty delimiter (frames or bytes)."""
+    out = []
+    for frame in frames:
+        data = frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
+        if not data:
+            break
+        out.append(data)
+    return tuple(out)
+
+
 def drain(sock: zmq.Socket, handle, stats: dict, logger: logging.Logger, batch: int = 256) -> None:
     """Handle up to ``batch`` waiting messages of ``sock`` (so one socket cannot starve another), each with
     ``handle(frames)``; a message whose handling raises is counted in ``stats["internal_errors"]`` and
