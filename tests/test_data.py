@@ -328,3 +328,31 @@ def test_config_rejects_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match="multiple"):
         data_config_from_dict({"batch_size": 3, "shard_size": 8})
     assert load_data_config(None) == DataConfig()
+
+
+def test_people_off_the_floor_only_where_the_config_asks():
+    """Protocol v2's test set lifts jumpers off the floor and puts a foot up on a step; the default mix
+    (training data) keeps everyone's lowest point on the floor and never draws a step."""
+    import dataclasses
+
+    from training.data.engine import FAMILY_NAMES, SampleGenerator
+
+    J = poses.J
+    mix = {"jump": 1.0, "step": 1.0}
+    lifted = SampleGenerator(dataclasses.replace(SMALL, family_weights=mix, off_floor_m=(0.1, 0.3))).generate(3, np.arange(8))
+    families = [FAMILY_NAMES[f] for f in lifted["family"]]
+    assert set(families) == {"jump", "step"}
+    lowest = lifted["body_vertices_m"][..., 2].min(1)
+    ankles = lifted["body_joints_m"][:, [J["left_ankle"], J["right_ankle"]], 2]
+    for family, low, (left, right) in zip(families, lowest, ankles):
+        if family == "jump":
+            assert 0.1 - 1e-3 <= low <= 0.3 + 1e-3
+        else:  # one foot on the floor, the other up on the step
+            assert abs(low) < 1e-3 and abs(left - right) > 0.12
+    grounded = SampleGenerator(dataclasses.replace(SMALL, family_weights=mix)).generate(3, np.arange(8))
+    assert np.abs(grounded["body_vertices_m"][..., 2].min(1)).max() < 1e-3
+    default = SampleGenerator(SMALL).generate(3, np.arange(32))
+    assert "step" not in {FAMILY_NAMES[f] for f in default["family"]}
+    assert DataConfig(off_floor_m=()).fingerprint() == DataConfig().fingerprint()
+    with pytest.raises(ValueError, match="off_floor_m"):
+        DataConfig(off_floor_m=(0.3, 0.1))

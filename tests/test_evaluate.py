@@ -139,6 +139,19 @@ def test_harness_oracle_is_perfect_and_floor_is_not(tiny_set):
     assert "oracle (reference, uses truth)" in text and "PA-MPJPE mm" in text
 
 
+def test_people_off_the_floor_are_their_own_subset():
+    from training.data.engine import FAMILY_NAMES
+    from training.evaluation import harness
+
+    def record(family: str, error: float) -> dict:
+        return {"framing": 0, "family": FAMILY_NAMES.index(family), "skirt": 0, "methods": {"m": {"pa_mpjpe_mm": error}}}
+
+    records = [record("stand", 50.0), record("jump", 80.0), record("step", 100.0), record("walk", 60.0)]
+    summary = harness.aggregate(records, ["m"])["m"]
+    assert summary["off_floor"]["samples"] == 2 and summary["off_floor"]["metrics"]["pa_mpjpe_mm"]["mean"] == 90.0
+    assert summary["all"]["samples"] == 4
+
+
 def test_replayed_detection_matches_the_sample(tiny_set):
     """The adapter's Detection puts the crop's mask back into the photo where the crop reads it."""
     from munet.detect import CropParams, crop_image

@@ -30,6 +30,9 @@ class DataConfig:
         empty).
     framing_weights: full body, legs cut by the frame, a side cut, the head cut.
     loose_bias: in [0, 1], shifts outfits towards loose clothes (the held-out set uses more).
+    off_floor_m: (low, high) metres: people of an airborne family (``poses.AIRBORNE_FAMILIES``: jumps) are
+        lifted off the floor by a height uniform in it (empty: everyone's lowest point on the floor). The
+        photo shows no floor, so this changes the truth's world heights, not the images.
     pose_noise: scale of the per-joint pose variation.
     store_body_mask: also store the body's (unclothed) silhouette.
     store_normals: also store a normal map of the clothed surface (for the RGB variant), uint8.
@@ -43,6 +46,7 @@ class DataConfig:
     family_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     framing_weights: tuple[float, float, float, float] = (0.72, 0.16, 0.09, 0.03)
     loose_bias: float = 0.0
+    off_floor_m: tuple[float, ...] = ()
     pose_noise: float = 1.0
     store_body_mask: bool = False
     store_normals: bool = False
@@ -59,14 +63,19 @@ class DataConfig:
             raise ValueError(f"vertex_dtype must be float16 or float32, got {self.vertex_dtype!r}")
         if len(self.framing_weights) != 4 or min(self.framing_weights) < 0 or sum(self.framing_weights) <= 0:
             raise ValueError("framing_weights must be 4 non-negative numbers (full, cut_legs, cut_side, cut_head)")
+        if self.off_floor_m and (len(self.off_floor_m) != 2 or not 0.0 <= self.off_floor_m[0] <= self.off_floor_m[1]):
+            raise ValueError(f"off_floor_m must be empty or (low, high) metres with 0 <= low <= high, got {self.off_floor_m}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
         """A short hash of every field (recorded in each dataset's manifest). An empty
-        ``detector.calibration`` is left out, so hand-set configs keep the fingerprint they had before it."""
+        ``detector.calibration`` and an empty ``off_floor_m`` are left out, so configs without them keep the
+        fingerprint they had before those fields existed."""
         values = self.to_dict()
+        if not values["off_floor_m"]:
+            del values["off_floor_m"]
         if not values["detector"]["calibration"]:
             del values["detector"]["calibration"]
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

@@ -25,7 +25,7 @@ from training.data.config import DataConfig
 log = logging.getLogger(__name__)
 
 J = SMPL24_INDEX
-FAMILY_NAMES = tuple(poses.FAMILY_WEIGHTS)
+FAMILY_NAMES = tuple(poses.FAMILY_WEIGHTS) + poses.EXTRA_FAMILIES
 MAX_POSE_TRIES = 12
 CAMERA_POINTS_STRIDE = 13  # every 13th clothed vertex frames the camera (~1k points)
 
@@ -131,6 +131,10 @@ class SampleGenerator:
         translation = torch.zeros(len(rngs), 3)
         translation[:, :2] = -posed.joints_m[:, J["pelvis"], :2]
         translation[:, 2] = -verts[..., 2].amin(1)
+        if cfg.off_floor_m:  # jumpers leave the floor (drawn only when the config asks: default streams unchanged)
+            for k, (r, family) in enumerate(zip(rngs, families)):
+                if family in poses.AIRBORNE_FAMILIES:
+                    translation[k, 2] += float(r.uniform(*cfg.off_floor_m))
         female = shapes[:, 0]
         garments = [clothing.sample_clothing(r, [f], female[k : k + 1], cfg.loose_bias) for k, (r, f) in enumerate(zip(rngs, families))]
         params = clothing.ClothingParams(**{k: np.concatenate([g.as_dict()[k] for g in garments]) for k in garments[0].as_dict()})

@@ -182,12 +182,18 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def aggregate(records: list[dict], method_names: list[str]) -> dict:
-    """Mean/median per metric per method, overall and by subset (full vs partial framing, skirts)."""
+    """Mean/median per metric per method, overall and by subset (full vs partial framing, skirts, people off
+    the floor: a jump or a foot up on a step)."""
+    from training.data.engine import FAMILY_NAMES
+    from training.data.poses import OFF_FLOOR_FAMILIES
+
+    off_floor = {FAMILY_NAMES.index(f) for f in OFF_FLOOR_FAMILIES}
     subsets = {
         "all": lambda r: True,
         "full_body": lambda r: r["framing"] == 0,
         "partial_view": lambda r: r["framing"] != 0,
         "skirt_or_dress": lambda r: r["skirt"] == 1,
+        "off_floor": lambda r: r["family"] in off_floor,
     }
     out = {}
     for name in method_names:

@@ -18,7 +18,7 @@ of ``munet.body.limits``. Reading the angles (person faces -Y, left is +X, Z up)
   ``munet.body.limits`` widened where photos need more (arms overhead, splits, kicks, cross-legged).
 
 Key poses are authored as specs (joint -> angles): lower-body poses by family in ``lower_poses``
-(``LOWER_POSES``: stand, sit, kneel, crouch, bend, lunge, jump, sport, dance), walking and running as an
+(``LOWER_POSES``: stand, sit, kneel, crouch, bend, lunge, jump, sport, dance, step), walking and running as an
 analytic cycle in ``gait``, and arm gestures in ``arm_gestures`` (``ARM_GESTURES``): direct angles, or
 inverse-kinematics targets for gestures defined by contact (hands on hips, arms crossed, hands on
 knees), solved by ``arm_ik`` on the average skeleton in each lower pose they suit, by projected
@@ -34,7 +34,8 @@ from training.data.poses.arm_ik import average_rest_joints, solve_arm_ik
 from training.data.poses.collisions import capsule_intersections, capsule_radii, segment_distances
 from training.data.poses.gait import gait_pose
 from training.data.poses.library import PoseLibrary, build_library, pose_library
-from training.data.poses.lower_poses import FAMILY_WEIGHTS, LOWER_POSES, STAND_LEGS
+from training.data.poses.lower_poses import (AIRBORNE_FAMILIES, EXTRA_FAMILIES, FAMILY_WEIGHTS, LOWER_POSES,
+                                                  OFF_FLOOR_FAMILIES, STAND_LEGS)
 from training.data.poses.representation import (
     ARM_JOINTS, HINGE_INDEX, HINGE_RANGES_DEG, HINGES, LIMITS_DEG, NUM_JOINTS, J, PoseBatch, joint_limits_deg,
     local_rotations, spec_to_arrays, to_axis_angle,
@@ -44,7 +45,7 @@ from training.data.poses.sampler import PoseDraw, sample_poses
 __all__ = [
     "ARM_GESTURES", "ARMS_RELAXED", "GESTURE_WEIGHTS", "average_rest_joints", "solve_arm_ik",
     "capsule_intersections", "capsule_radii", "segment_distances", "gait_pose", "PoseLibrary", "build_library",
-    "pose_library", "FAMILY_WEIGHTS", "LOWER_POSES", "STAND_LEGS", "ARM_JOINTS", "HINGE_INDEX",
+    "pose_library", "AIRBORNE_FAMILIES", "EXTRA_FAMILIES", "FAMILY_WEIGHTS", "OFF_FLOOR_FAMILIES", "LOWER_POSES", "STAND_LEGS", "ARM_JOINTS", "HINGE_INDEX",
     "HINGE_RANGES_DEG", "HINGES", "LIMITS_DEG", "NUM_JOINTS", "J", "PoseBatch", "joint_limits_deg",
     "local_rotations", "spec_to_arrays", "to_axis_angle", "PoseDraw", "sample_poses",
 ]  # fmt: skip

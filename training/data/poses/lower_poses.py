@@ -1,5 +1,5 @@
-"""The lower-body key poses (stand, sit, kneel, crouch, bend, lunge, jump, sport, dance) and how often
-each family is drawn. Walking and running are analytic cycles (``gait``), not key poses.
+"""The lower-body key poses (stand, sit, kneel, crouch, bend, lunge, jump, sport, dance; step outside the
+default mix) and how often each family is drawn. Walking and running are analytic cycles (``gait``), not key poses.
 
 Angles are Euler degrees in the convention of ``representation`` (person faces -Y, left is +X, Z up):
 X (lateral axis): a leg swings backwards for +X (hip flexion is negative X), the spine and the root bend
@@ -63,6 +63,9 @@ LOWER_POSES: dict[str, tuple[str, dict]] = {
     "dance_leg_lift": ("dance", {"pelvis": (0, 6, 0), **_legs((-40, -10, 10), (0, 6, 0), knees=(70, 5)), "spine1": (0, -6, 0), "spine2": (0, -6, 0)}),
     "dance_sway": ("dance", {"pelvis": (0, -8, 10), **_legs((0, 10, 0), (-20, -4, 0), knees=(5, 30)), "spine1": (0, 8, -8), "spine2": (0, 6, -5)}),
     "dance_step": ("dance", {"pelvis": (0, 0, -15), **_legs((15, -14, 0), (-35, 6, 0), knees=(40, 20)), "spine2": (0, 0, 12)}),
+    # one foot up on a step or a stair (~20 and ~35 cm; the sole about level), the other leg standing
+    "step_up": ("step", {**_legs((-50, 2, 0), (0, 3, 0), knees=(75, 3), ankles=((-20, 0, 0), (0, 0, 0))), "spine1": (5, 0, 0)}),
+    "step_up_high": ("step", {"pelvis": (8, 0, 0), **_legs((-70, 2, 0), (5, 3, 0), knees=(95, 8), ankles=((-20, 0, 0), (0, 0, 0))), "spine1": (8, 0, 0)}),
 }
 
 # how often each lower-body family is drawn (photos: mostly standing and walking)
@@ -70,4 +73,14 @@ FAMILY_WEIGHTS = {
     "stand": 0.30, "walk": 0.14, "run": 0.07, "sit": 0.10, "sit_floor": 0.04, "kneel": 0.04, "crouch": 0.05,
     "bend": 0.04, "lunge": 0.06, "jump": 0.04, "sport": 0.05, "dance": 0.07,
 }  # fmt: skip
+
+# families outside the default mix, drawn only where a data config's ``family_weights`` names them (the
+# held-out set of benchmark protocol v2): appended here so that the default mix draws as before
+EXTRA_FAMILIES = ("step",)
+
+# families whose people may be off the floor (``DataConfig.off_floor_m`` lifts them): jumps
+AIRBORNE_FAMILIES = ("jump",)
+
+# families with both feet, or one foot on a step, off the floor: benchmark protocol v2's ``off_floor`` subset
+OFF_FLOOR_FAMILIES = AIRBORNE_FAMILIES + ("step",)
 
