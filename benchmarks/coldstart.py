@@ -59,7 +59,9 @@ def cold_start(runs: int, out_dir: str) -> dict[str, float]:
     return {name: round(statistics.median(measure() for _ in range(runs)), 2) for name, measure in measures.items()}
 
 
-_DECODE = """
+# VmHWM (this process image's peak RSS), not getrusage's ru_maxrss: that one survives exec, so a child of
+# a big parent (a pytest run) would start with the parent's peak.
+_DECODE_RSS_CHILD = """
 import pathlib, sys, time
 from munet.detect.image_io import load_image
 def status(key):
@@ -69,9 +71,18 @@ def status(key):
 data = pathlib.Path(sys.argv[1]).read_bytes()
 before = status("VmRSS")
 started = time.perf_counter()
-load_image(data)
-print(time.perf_counter() - started, (status("VmHWM") - before) / 2**20)
+image = load_image(data)
+seconds = time.perf_counter() - started
+print(status("VmHWM") - before, seconds, *image.size, *image.original_size)
 """
+
+
+def decode_in_child(path) -> tuple[float, float, tuple[int, int], tuple[int, int]]:
+    """Decode the photo at ``path`` with ``munet.detect.load_image`` in a fresh interpreter (Linux: reads
+    /proc): (peak RSS increase in MiB, seconds, working size, original size)."""
+    out = subprocess.run([sys.executable, "-c", _DECODE_RSS_CHILD, str(path)], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    return int(out[0]) / 2**20, float(out[1]), (int(out[2]), int(out[3])), (int(out[4]), int(out[5]))
 
 
 def big_photos(out_dir: str, runs: int) -> dict[str, float]:
@@ -86,8 +97,7 @@ def big_photos(out_dir: str, runs: int) -> dict[str, float]:
     del canvas
     out: dict[str, float] = {}
     for name, path in files.items():
-        seconds, peak = map(float, subprocess.run([sys.executable, "-c", _DECODE, path], cwd=REPO, check=True,
-                                                  capture_output=True, text=True).stdout.split())
+        peak, seconds, _, _ = decode_in_child(path)
         out[f"{name}_decode_s"], out[f"{name}_peak_rss_mib"] = round(seconds, 2), round(peak)
     out.update(_pipeline_ratio(photo, runs))
     return out

@@ -28,6 +28,7 @@ from munet.detect import (
 )
 from munet.detect.image_io import ALPHA_BACKGROUND
 from munet.errors import BadImageError, ImageTooLargeError, NoPersonFoundError
+from benchmarks.coldstart import decode_in_child
 from photos import real_photo
 
 NAME = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
@@ -430,33 +431,6 @@ def test_world_conversion_is_a_proper_rotation():
 
 # ------------------------------------------------------------------------- big photos: bounded decoding
 
-# VmHWM (this process image's peak RSS), not getrusage's ru_maxrss: that one survives exec, so a child of
-# a big pytest process would start with the parent's peak.
-_DECODE_RSS_CHILD = """
-import pathlib, sys, time
-from munet.detect.image_io import load_image
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-data = pathlib.Path(sys.argv[1]).read_bytes()
-before = status("VmRSS")
-started = time.perf_counter()
-image = load_image(data)
-seconds = time.perf_counter() - started
-print(status("VmHWM") - before, seconds, *image.size, *image.original_size)
-"""
-
-
-def _decode_in_child(path) -> tuple[float, float, tuple[int, int], tuple[int, int]]:
-    """Decode ``path`` in a fresh interpreter: (peak RSS increase in MiB, seconds, size, original size)."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _DECODE_RSS_CHILD, str(path)], capture_output=True, text=True,
-                         timeout=120, check=True).stdout.split()
-    return int(out[0]) / 2**20, float(out[1]), (int(out[2]), int(out[3])), (int(out[4]), int(out[5]))
-
 
 def _photo_like(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
     """The lunge photo stretched onto a ``size`` canvas (photo-like content, cheap to make)."""
@@ -468,7 +442,7 @@ def test_48_megapixel_jpeg_decodes_in_bounded_memory(tmp_path):
     """Phone photos go up to 48 MP: decoded by the JPEG decoder at 1/4 scale, then shrunk to 1536 px."""
     path = tmp_path / "48mp.jpg"
     _photo_like((6000, 8000)).save(path, quality=85)
-    peak_mib, seconds, size, original = _decode_in_child(path)
+    peak_mib, seconds, size, original = decode_in_child(path)
     assert original == (6000, 8000) and size == (1152, 1536)
     assert peak_mib <= 400, f"decoding a 48 MP JPEG raised peak RSS by {peak_mib:.0f} MiB"
 
@@ -481,7 +455,7 @@ def test_6300_square_rgba_png_decodes_in_bounded_memory(tmp_path):
     canvas.paste(_photo_like((2000, 3000), "RGBA"), (2000, 1500))
     canvas.save(path, compress_level=1)
     del canvas
-    peak_mib, seconds, size, original = _decode_in_child(path)
+    peak_mib, seconds, size, original = decode_in_child(path)
     assert original == (6300, 6300) and size == (1536, 1536)
     assert peak_mib <= 400, f"decoding a 6300x6300 RGBA PNG raised peak RSS by {peak_mib:.0f} MiB"
 
