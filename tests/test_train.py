@@ -182,14 +182,18 @@ def test_reproduce_end_to_end_then_resumes(tmp_path):
     config.write_text(yaml.safe_dump(base))
     out = tmp_path / "reproduce"
     argv = ["--out", str(out), "--config", str(config), "--budget-samples", "16", "--data-samples", "64", "--test-count", "8",
-            "--workers", "1", "--device", "cpu", "--protocol", "1"]
+            "--workers", "1", "--device", "cpu", "--protocol", "2"]
     assert reproduce.main(argv) == 0
     meta = read_metadata(out / "checkpoints" / "munet.safetensors")
     assert meta["samples_seen"] == 16 and meta["reproduce_command"].startswith("python -m training.reproduce --out")
     assert meta["reproduce_budget"]["samples"] == 16 and set(meta["reproduce_budget"]["wall_s"]) >= {"data", "train", "evaluate"}
     assert any("--seed 1" in c and "--count 64" in c for c in meta["data_commands"])
-    means = meta["evaluation"][-1]["means"]
+    evaluation = meta["evaluation"][-1]
+    means = evaluation["means"]
     assert {"fitting", "network_only", "network"} <= set(means) and all(m["samples"] > 0 for m in means.values())
+    assert all(0.0 <= m["detection_rate"] <= 1.0 for m in means.values())
+    statistics = json.loads((ROOT / "training" / "calibration" / "mediapipe_0.10.21.json").read_text())
+    assert evaluation["protocol_version"] == 2 and evaluation["dataset"]["detector_calibration"]["hash"] == statistics["hash"]
     assert (out / "checkpoints" / "munet.loss.png").exists() and (out / "eval" / "munet.json").exists()
     steps = {p.name: p.read_text() for p in (out / "steps").iterdir()}
     again = subprocess.run([sys.executable, "-m", "training.reproduce", *argv], cwd=ROOT, capture_output=True, text=True,

@@ -60,18 +60,30 @@ def evaluate_synthetic(root: pathlib.Path, specs: list[str], limit: int | None, 
     summary = harness.aggregate(records, names)
     return {
         "dataset": {"path": str(root), "seed": manifest["seed"], "count": manifest["count"],
-                    "evaluated": len(records), "config_fingerprint": manifest["config_fingerprint"]},  # fmt: skip
+                    "evaluated": len(records), "config_fingerprint": manifest["config_fingerprint"],
+                    "detector_calibration": _calibration_of(manifest)},  # fmt: skip
         "methods": specs,
         "protocol_version": protocol_version,
         "protocol": protocol,
         "summary": summary,
         "table": harness.table(summary),
         "table_partial_view": harness.table(summary, "partial_view"),
+        "table_off_floor": harness.table(summary, "off_floor"),
         "table_stages_ms": harness.stage_table(summary),
         "wall_s": round(time.perf_counter() - started, 1),
         "cpus": os.cpu_count(),
         "records": records,
     }
+
+
+def _calibration_of(manifest: dict) -> dict | None:
+    """The detector calibration a test set was generated with: its path and the statistics' own hash
+    (``training.calibrate``), or None (the v1 simulator)."""
+    path = (manifest.get("config", {}).get("detector") or {}).get("calibration")
+    if not path:
+        return None
+    stats = json.loads((REPO / path).read_text()) if (REPO / path).is_file() else {}
+    return {"path": path, "hash": stats.get("hash")}
 
 
 def build_parser() -> argparse.ArgumentParser:

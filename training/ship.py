@@ -22,15 +22,36 @@ KEEP = ("training_command", "commit", "samples_seen", "steps", "wall_time_s", "d
         "world_size", "device")  # fmt: skip
 
 
-def evaluation_summary(report: dict, subset: str = "all") -> dict:
-    synthetic = report["synthetic"]
-    summary = synthetic.get("summary") or synthetic.get("methods") or {}
+SUBSETS = ("off_floor", "skirt_or_dress", "partial_view")
+"""Subsets whose means are recorded beside the overall ones (``training.evaluation.harness.aggregate``)."""
+
+
+def _means(summary: dict, subset: str) -> dict:
     means = {}
     for name, entry in summary.items():
-        part = entry[subset]
+        part = entry.get(subset)
+        if part is None:
+            continue
         means[name] = {"samples": part["samples"] - part["failures"],
+                       **({"detection_rate": part["detection_rate"]} if "detection_rate" in part else {}),
                        **{k: v["mean"] for k, v in part["metrics"].items()}}
-    return {"means": means, "table": synthetic.get("table")}
+    return means
+
+
+def evaluation_summary(report: dict, subset: str = "all") -> dict:
+    """Per-method means of an evaluation report (``means``: method -> metric -> mean over the detected
+    samples, with ``samples`` and ``detection_rate``), the same for ``SUBSETS`` (``subsets``), the
+    benchmark protocol, the test set (with its detector calibration's hash) and the table."""
+    synthetic = report["synthetic"]
+    summary = synthetic.get("summary") or synthetic.get("methods") or {}
+    entry = {"means": _means(summary, subset), "table": synthetic.get("table")}
+    if "protocol_version" in synthetic:
+        entry["protocol_version"] = synthetic["protocol_version"]
+    if "dataset" in synthetic:
+        entry["dataset"] = synthetic["dataset"]
+    subsets = {name: _means(summary, name) for name in SUBSETS}
+    entry["subsets"] = {name: means for name, means in subsets.items() if means}
+    return entry
 
 
 def data_command(root: str) -> str:
