@@ -79,6 +79,7 @@ class FitWeights:
     camera_height: float = 100.0  # per metre below 0.2 m, squared
     anchor_depth: float = 1.0  # per cm^2 of mean relative-depth deviation from the network's body
     anchor_plane: float = 0.05  # per cm^2 of mean image-plane deviation (relative to the hips)
+    anchor_scale_cm: float = 0.0  # > 0: each point's depth deviation is robust (Cauchy) beyond this scale
 
 
 @dataclasses.dataclass
@@ -507,7 +508,11 @@ def _anchor_residuals(out: dict[str, torch.Tensor], pitch: torch.Tensor, anchor:
     n = diff.shape[1]
     if anchor.weight is not None:
         diff = diff * anchor.weight.sqrt()[:, None]
-    return torch.cat([math.sqrt(w.anchor_depth / n) * diff[..., 2], math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
+    depth = diff[..., 2]
+    if w.anchor_scale_cm > 0:  # Cauchy: held quadratically up to ~the scale, then only logarithmically, so
+        c = w.anchor_scale_cm  # a limb the photo's 2D puts elsewhere can follow it (sqrt of c^2 log(1 + r^2/c^2))
+        depth = torch.sign(depth) * c * torch.sqrt(torch.log1p((depth / c) ** 2))
+    return torch.cat([math.sqrt(w.anchor_depth / n) * depth, math.sqrt(w.anchor_plane / n) * diff[..., :2].flatten(1)], 1)
 
 
 def _scaled(res: dict[str, torch.Tensor], group_scale: dict[str, torch.Tensor] | None, owner: torch.Tensor) -> dict:
