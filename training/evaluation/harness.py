@@ -193,7 +193,7 @@ def aggregate(records: list[dict], method_names: list[str]) -> dict:
         "full_body": lambda r: r["framing"] == 0,
         "partial_view": lambda r: r["framing"] != 0,
         "skirt_or_dress": lambda r: r["skirt"] == 1,
-        "off_floor": lambda r: r["family"] in off_floor,
+        "off_floor": lambda r: r.get("family") in off_floor,
     }
     out = {}
     for name in method_names:
