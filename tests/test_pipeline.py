@@ -111,6 +111,8 @@ def test_lunge_depth_front_left_leg_away_from_camera(lunge_by_method):
         assert depth_report.without_ground.changes_the_result is True
     else:  # the network reads the same wrong world keypoints yet gets the depth right, floor or not
         assert depth_report.deciding_cue in ("network", "ground_plane")
+        # a lunge: the front shin stands about upright, so the front ankle is farther than the pelvis (issue 13)
+        assert depth[_joint(lunge, "left_ankle")] > depth[_joint(lunge, "pelvis")] + 0.1
 
 
 def test_reconstruction_is_a_consistent_rig(lunge):
