@@ -21,12 +21,12 @@ import sys
 import tempfile
 import time
 
-DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[2] / "shared" / "images" / "lunge.jpg"
+DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[1] / "examples" / "lunge.jpg"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="photo to reconstruct (default: shared lunge.jpg)")
+    parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="photo to reconstruct (default: examples/lunge.jpg)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     parser.add_argument("--threads", type=int, default=2, help="torch threads outside the fit (CPU cores used)")

@@ -3,7 +3,7 @@
     python -m training.evaluate --methods floor,fitting --out results/bench.json     # protocol v2
     python -m training.evaluate --protocol 1 --data data/testset --methods floor,fitting
     python -m training.evaluate --data data/testset --methods fitting,network,body_only=network:ckpt.safetensors
-    python -m training.evaluate --real-photos ../shared/images --overlays results/overlays
+    python -m training.evaluate --real-photos tests/data --overlays results/overlays
 
 The benchmark protocol (``--protocol``, default 2; ``training/evaluation/metrics.py`` states both) picks
 the test set's config: v1 ``training/configs/testset.yaml`` (``data/testset``), v2
@@ -30,7 +30,7 @@ DEFAULT_TESTSET = REPO / "data" / "testset"
 TESTSETS = {1: (TESTSET_CONFIG, DEFAULT_TESTSET),
             2: (REPO / "training" / "configs" / "testset_v2.yaml", REPO / "data" / "testset_v2")}
 """Per benchmark protocol: the test set's config and its default folder."""
-DEFAULT_PHOTOS = REPO.parent / "shared" / "images"
+DEFAULT_PHOTOS = REPO / "tests" / "data"  # the real photos that ship with the repo
 
 log = logging.getLogger("training.evaluate")
 
