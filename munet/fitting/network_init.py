@@ -48,10 +48,11 @@ clothed IoU / keypoint error as a fraction of height), as (depth, plane, Cauchy 
 65.2 / 114.2 / 0.949 / 1.86 / 0.867, lunge 0.870 / 2.0 %; (0.3, 0.01, 5) 66.2 / 117.5 / 0.951 / 1.62 / 0.874,
 lunge 0.905 / 1.40 %; (0.1, 0.01, 5) 67.3 / 117.0 / 0.951 / 1.56 / 0.873, lunge 0.916 / 1.22 %, but one
 landmark of a validation sample then moved 18 cm in depth from the network's (``tests/test_refine_depth.py``
-bounds it at 12 cm); (0.1, 0.01, 7) keeps that bound, lunge 0.914 / 1.22 % (10: 0.905 / 1.34 %). The new
-network's body sits farther from the real photo's 2D than the old one's, and the old weights held it there
-(lunge.jpg missed its alignment targets, IoU >= 0.90 and keypoints <= 1.5 %); the chosen weights trade ~2 mm
-PA-MPJPE and ~3 mm PVE on 32 synthetic samples for the real photo's 2D."""
+bounds it at 12 cm); (0.1, 0.01, 7) keeps that bound: 65.8 / 116.4 / 0.953 / 1.57 / 0.875, lunge 0.914 /
+1.22 % (10: lunge 0.905 / 1.34 %). The new network's body sits farther from the real photo's 2D than the old
+one's, and the old weights held it there (lunge.jpg missed its alignment targets, IoU >= 0.90 and keypoints
+<= 1.5 %); the chosen weights trade 0.6 mm PA-MPJPE and 2.2 mm PVE on 32 synthetic samples for the 2D (and a
+slightly better depth order)."""
 
 
 REFINE_SHAPE_ITERATIONS: int | None = None
