@@ -24,7 +24,7 @@ Steps, in order; each is skipped when its output exists and matches what this co
 Budget of the shipped recipe (``checkpoints/munet.json``: ``reproduce_budget``) on the 2-core development
 machine: data 564 s (32,768 training samples of the calibrated detector's data and the 1,000-sample test set,
 2 workers), training 144,000 samples 4,845 s (``torchrun``, 2 processes x 1 thread, ~30 samples/s), then
-the evaluation of three methods on the 1,000 test samples (~45 min with 2 workers); ``OUT/reproduce.json``
+the evaluation of three methods on the 1,000 test samples (1,895 s with 2 workers); ``OUT/reproduce.json``
 records the measured times of every run.
 """
 
