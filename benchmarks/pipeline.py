@@ -25,7 +25,7 @@ import time
 DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[1] / "examples" / "lunge.jpg"
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="photo to reconstruct (default: examples/lunge.jpg)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (the median is reported)")
@@ -36,7 +36,11 @@ def main(argv=None) -> int:
                         help="network (the product's default: the shipped MuNet + refinement) or fitting")
     parser.add_argument("--export", action="store_true", help="also time writing the GLB")
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     import torch
 
