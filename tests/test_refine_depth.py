@@ -92,3 +92,22 @@ def test_a_missed_person_is_a_counted_failure_not_a_skipped_sample():
     assert entry["samples"] == 2 and entry["failures"] == 1 and entry["detection_rate"] == 0.5
     assert entry["metrics"]["pve_mm"]["mean"] == 100.0
     assert "| munet | 1 | 0.500 |" in harness.table(harness.aggregate(records, ["munet"]))
+
+
+@pytest.mark.slow
+def test_the_anchor_tuning_tool_scores_a_setting(tmp_path, capsys):
+    """``python -m training.tune_anchor``: one line per setting, the validation means and the photo's 2D."""
+    import json
+
+    from training import tune_anchor
+    from training.data import generate
+
+    root = tmp_path / "val"
+    assert generate.main(["--config", "training/configs/testset_v2.yaml", "--seed", "3000001", "--count", "2",
+                          "--out", str(root), "--workers", "0"]) == 0
+    assert tune_anchor.main(["--data", str(root), "--limit", "2", "--settings", "0.1,0.01,7"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (line["depth"], line["plane"], line["scale_cm"]) == (0.1, 0.01, 7.0)
+    assert 0 < line["pa_mpjpe_mm"] < 300 and line["photo_clothed_iou"] >= 0.90
+    with pytest.raises(SystemExit):
+        tune_anchor.main(["--data", str(root), "--settings", "0.1,0.01"])

@@ -42,8 +42,9 @@ network alone 74.4 / 113.2 / 0.974 / 3.02 / 0.627; no anchor (8, 0, 0) 62.9 / 12
 (8, 1, 0.05) 63.9 / 107.6 / 0.983 / 2.28 / 0.854; (8, 3, 0.1) 65.1 / 107.5 / 0.983 / 2.38 / 0.850;
 (1, 1, 0.05) 63.3 / 107.9 / 0.983 / 2.26 / 0.852; (1, 0.3, 0.02) 63.2 / 108.7 / 0.985 / 2.21 / 0.852;
 (1, 1, 0.01) 62.9 / 110.4 / 0.983 / 2.32 / 0.852; 32 vertices instead of 96: 64.4 / 107.5.
-Re-chosen for the 144,000-sample checkpoint trained on the calibrated detector's data (protocol v2 validation
-set: ``--config training/configs/testset_v2.yaml --seed 3000001 --count 64``, first 32 samples; lunge.jpg's
+Re-chosen for the 144,000-sample checkpoint trained on the calibrated detector's data (``python -m
+training.tune_anchor``: protocol v2 validation set ``--config training/configs/testset_v2.yaml --seed 3000001
+--count 64``, first 32 samples; lunge.jpg's
 clothed IoU / keypoint error as a fraction of height), as (depth, plane, Cauchy scale cm): (1, 0.05, none)
 65.2 / 114.2 / 0.949 / 1.86 / 0.867, lunge 0.870 / 2.0 %; (0.3, 0.01, 5) 66.2 / 117.5 / 0.951 / 1.62 / 0.874,
 lunge 0.905 / 1.40 %; (0.1, 0.01, 5) 67.3 / 117.0 / 0.951 / 1.56 / 0.873, lunge 0.916 / 1.22 %, but one

@@ -1,0 +1,64 @@
+"""Choose the refinement's depth-anchor weights on a validation set (never the test set): for each setting,
+the default method's means on the first N validation samples and lunge.jpg's 2D alignment.
+
+    python -m training.data.generate --config training/configs/testset_v2.yaml --seed 3000001 --count 64 --out data/val_v2
+    python -m training.tune_anchor --data data/val_v2 --limit 32 --settings 1,0.05,0 0.1,0.01,7
+
+A setting is ``depth,plane,scale``: ``munet.fitting.network_init``'s ``ANCHOR_DEPTH_WEIGHT``,
+``ANCHOR_PLANE_WEIGHT`` and ``ANCHOR_SCALE_CM`` (0: quadratic). Runs in this process, one setting after the
+other (the constants are read when the refinement runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+METRICS = ("pa_mpjpe_mm", "pve_mm", "chamfer_cm", "depth_order_acc", "kp2d_height_pct", "iou_clothed")
+
+
+def score(data: str, limit: int, checkpoint: str, photo: pathlib.Path, setting: tuple[float, float, float]) -> dict:
+    """The default method's means over the first ``limit`` samples of ``data`` and ``photo``'s 2D alignment."""
+    from munet.fitting import network_init
+    from munet.pipeline import Pipeline
+    from munet.reconstruction import ReconstructOptions
+    from training.evaluation import harness
+
+    names = ("ANCHOR_DEPTH_WEIGHT", "ANCHOR_PLANE_WEIGHT", "ANCHOR_SCALE_CM")
+    shipped = [getattr(network_init, name) for name in names]
+    for name, value in zip(names, setting):
+        setattr(network_init, name, value)
+    try:
+        records = harness.run(data, [f"m=network:{checkpoint}"], limit=limit, workers=1, surface_points=2000, protocol=2)
+        options = ReconstructOptions(checkpoint=checkpoint, texture=False)
+        alignment = Pipeline().reconstruct(photo.read_bytes(), options).report.alignment
+    finally:
+        for name, value in zip(names, shipped):
+            setattr(network_init, name, value)
+    means = harness.aggregate(records, ["m"])["m"]["all"]["metrics"]
+    out = {"depth": setting[0], "plane": setting[1], "scale_cm": setting[2], **{k: round(means[k]["mean"], 4) for k in METRICS}}
+    out.update(photo_clothed_iou=alignment.clothed_iou, photo_keypoint_error_fraction=alignment.keypoint_error_fraction)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.tune_anchor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/val_v2", help="a validation set (seed 3,000,001)")
+    parser.add_argument("--limit", type=int, default=32)
+    parser.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "munet.safetensors"))
+    parser.add_argument("--photo", type=pathlib.Path, default=REPO / "examples" / "lunge.jpg")
+    parser.add_argument("--settings", nargs="+", default=["0.1,0.01,7"], help="depth,plane,scale_cm ...")
+    args = parser.parse_args(argv)
+    for text in args.settings:
+        setting = tuple(float(v) for v in text.split(","))
+        if len(setting) != 3:
+            parser.error(f"a setting is depth,plane,scale_cm, got {text!r}")
+        print(json.dumps(score(args.data, args.limit, args.checkpoint, args.photo, setting)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
