@@ -19,10 +19,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 METRICS = ("pa_mpjpe_mm", "pve_mm", "chamfer_cm", "depth_order_acc", "kp2d_height_pct", "iou_clothed")
 
 
-def score(data: str, limit: int, checkpoint: str, photo: pathlib.Path, setting: tuple[float, float, float]) -> dict:
-    """The default method's means over the first ``limit`` samples of ``data`` and ``photo``'s 2D alignment."""
+def score(data: str, limit: int, checkpoint: str, photo: pathlib.Path, setting: tuple[float, float, float],
+          pipeline) -> dict:
+    """The default method's means over the first ``limit`` samples of ``data`` and ``photo``'s 2D alignment
+    (reconstructed by ``pipeline``, a ``munet.pipeline.Pipeline``)."""
     from munet.fitting import network_init
-    from munet.pipeline import Pipeline
     from munet.reconstruction import ReconstructOptions
     from training.evaluation import harness
 
@@ -33,7 +34,7 @@ def score(data: str, limit: int, checkpoint: str, photo: pathlib.Path, setting: 
     try:
         records = harness.run(data, [f"m=network:{checkpoint}"], limit=limit, workers=1, surface_points=2000, protocol=2)
         options = ReconstructOptions(checkpoint=checkpoint, texture=False)
-        alignment = Pipeline().reconstruct(photo.read_bytes(), options).report.alignment
+        alignment = pipeline.reconstruct(photo.read_bytes(), options).report.alignment
     finally:
         for name, value in zip(names, shipped):
             setattr(network_init, name, value)
@@ -52,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photo", type=pathlib.Path, default=REPO / "examples" / "lunge.jpg")
     parser.add_argument("--settings", nargs="+", default=["0.1,0.01,7"], help="depth,plane,scale_cm ...")
     args = parser.parse_args(argv)
-    for text in args.settings:
-        setting = tuple(float(v) for v in text.split(","))
+    settings = [tuple(float(v) for v in text.split(",")) for text in args.settings]
+    for text, setting in zip(args.settings, settings):
         if len(setting) != 3:
             parser.error(f"a setting is depth,plane,scale_cm, got {text!r}")
-        print(json.dumps(score(args.data, args.limit, args.checkpoint, args.photo, setting)), flush=True)
+    from munet.pipeline import Pipeline
+
+    pipeline = Pipeline()  # one for every setting: the anchor's constants are read when the refinement runs
+    for setting in settings:
+        print(json.dumps(score(args.data, args.limit, args.checkpoint, args.photo, setting, pipeline)), flush=True)
     return 0
 
 

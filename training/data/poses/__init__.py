@@ -34,8 +34,9 @@ from training.data.poses.arm_ik import average_rest_joints, solve_arm_ik
 from training.data.poses.collisions import capsule_intersections, capsule_radii, segment_distances
 from training.data.poses.gait import gait_pose
 from training.data.poses.library import PoseLibrary, build_library, pose_library
-from training.data.poses.lower_poses import (AIRBORNE_FAMILIES, EXTRA_FAMILIES, FAMILY_WEIGHTS, LOWER_POSES,
-                                                  OFF_FLOOR_FAMILIES, STAND_LEGS)
+from training.data.poses.lower_poses import (
+    AIRBORNE_FAMILIES, EXTRA_FAMILIES, FAMILY_WEIGHTS, LOWER_POSES, OFF_FLOOR_FAMILIES, STAND_LEGS,
+)  # fmt: skip
 from training.data.poses.representation import (
     ARM_JOINTS, HINGE_INDEX, HINGE_RANGES_DEG, HINGES, LIMITS_DEG, NUM_JOINTS, J, PoseBatch, joint_limits_deg,
     local_rotations, spec_to_arrays, to_axis_angle,
@@ -45,7 +46,8 @@ from training.data.poses.sampler import PoseDraw, sample_poses
 __all__ = [
     "ARM_GESTURES", "ARMS_RELAXED", "GESTURE_WEIGHTS", "average_rest_joints", "solve_arm_ik",
     "capsule_intersections", "capsule_radii", "segment_distances", "gait_pose", "PoseLibrary", "build_library",
-    "pose_library", "AIRBORNE_FAMILIES", "EXTRA_FAMILIES", "FAMILY_WEIGHTS", "OFF_FLOOR_FAMILIES", "LOWER_POSES", "STAND_LEGS", "ARM_JOINTS", "HINGE_INDEX",
+    "pose_library", "AIRBORNE_FAMILIES", "EXTRA_FAMILIES", "FAMILY_WEIGHTS", "OFF_FLOOR_FAMILIES", "LOWER_POSES",
+    "STAND_LEGS", "ARM_JOINTS", "HINGE_INDEX",
     "HINGE_RANGES_DEG", "HINGES", "LIMITS_DEG", "NUM_JOINTS", "J", "PoseBatch", "joint_limits_deg",
     "local_rotations", "spec_to_arrays", "to_axis_angle", "PoseDraw", "sample_poses",
 ]  # fmt: skip
