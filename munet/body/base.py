@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 import torch
@@ -60,6 +61,13 @@ class BodyModel(torch.nn.Module):
     def rest(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) shape -> rest vertices (B, V, 3) and rest joints (B, J, 3), feet on z=0."""
         raise NotImplementedError
+
+    def rest_vertices_at(self, index: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """(N,) vertex ids -> a function (B, S) shape -> (B, N, 3) those rest vertices, metres, up to one
+        translation per body (models linear in their blendshapes skip the floor placement, which needs every
+        vertex, and evaluate only these vertices): for measures within the body, e.g. distances, repeated
+        over many shapes. Differentiable."""
+        return lambda shape: self.rest(shape)[0][:, index]
 
     def pose(
         self,

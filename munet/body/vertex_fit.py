@@ -98,12 +98,15 @@ def _fit_shape_to_distances(body: BodyModel, target: torch.Tensor, to_shape, sha
     """L-BFGS on the shape alone, matching pose-invariant distances within rigid parts. In place."""
     first, second = rigid_pairs(body)
     target_distances = (target[:, first] - target[:, second]).norm(dim=-1)
+    used, pair_ends = torch.unique(torch.cat([first, second]), return_inverse=True)  # only these vertices matter
+    first_used, second_used = pair_ends[: first.numel()], pair_ends[first.numel() :]
+    rest_at = body.rest_vertices_at(used)
     optimizer = torch.optim.LBFGS([shape_param], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        rest_vertices, _ = body.rest(to_shape(shape_param))
-        distances = (rest_vertices[:, first] - rest_vertices[:, second]).norm(dim=-1)
+        rest_vertices = rest_at(to_shape(shape_param))
+        distances = (rest_vertices[:, first_used] - rest_vertices[:, second_used]).norm(dim=-1)
         loss = ((distances - target_distances) ** 2).mean() * 1e4
         loss.backward()
         return loss
