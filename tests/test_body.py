@@ -145,6 +145,20 @@ def test_shape_alone_is_read_from_a_posed_rotated_body(anny_body):
     assert float(error) < 0.25 * float(average) and float(error) < 0.01, (float(error), float(average))
 
 
+def test_rest_vertices_at_a_few_ids_are_the_full_rest_body_up_to_a_translation(anny_body):
+    """The shape fit measures distances on a few hundred vertices (``BodyModel.rest_vertices_at``): they
+    must be the full rest body's, for any shape, and follow the shape's gradient."""
+    index = torch.tensor([0, 17, 4000, 9000, anny_body.num_vertices - 1])
+    rest_at = anny_body.rest_vertices_at(index)
+    shapes = torch.rand(3, 6, generator=torch.Generator().manual_seed(5)).requires_grad_(True)
+    few = rest_at(shapes)
+    full = anny_body.rest(shapes)[0][:, index]
+    offset = full - few
+    assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-5)  # one translation per body
+    (few[:, 1:] - few[:, :1]).norm(dim=-1).sum().backward()
+    assert shapes.grad is not None and float(shapes.grad.abs().sum()) > 0
+
+
 def test_full_skeleton_has_anny_bones():
     from munet.body import load_body_model
 

@@ -1,0 +1,57 @@
+"""The paired comparison of evaluated methods (``training.evaluation.compare``): what the ablation verdicts rest on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from training.evaluation import compare
+
+
+def _report(path, methods: dict[str, list[dict | None]], seed=2000003):
+    count = len(next(iter(methods.values())))
+    records = [{"index": i, "framing": 0, "family": 0, "skirt": 0, "detected": True,
+                "methods": {name: (scores[i] if scores[i] is not None else {"failed": "missed"})
+                            for name, scores in methods.items()}}
+               for i in range(count)]  # fmt: skip
+    dataset = {"seed": seed, "count": count, "config_fingerprint": "f", "evaluated": count}
+    path.write_text(json.dumps({"synthetic": {"dataset": dataset, "records": records}}))
+    return str(path)
+
+
+def test_a_small_steady_gain_is_significant_and_a_noisy_one_is_not(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(3.0, 8.0, 400)  # per-sample Chamfer (cm): a spread far larger than the gain
+    steady = base + 0.05 + rng.normal(0, 0.05, 400)
+    noisy = base + rng.normal(0, 2.0, 400)
+    report = _report(tmp_path / "r.json", {
+        "ours": [{"chamfer_cm": v, "iou_clothed": 0.8} for v in base],
+        "worse": [{"chamfer_cm": v, "iou_clothed": 0.7} for v in steady],
+        "noisy": [{"chamfer_cm": v, "iou_clothed": 0.9} for v in noisy],
+    })
+    entries = [compare.load_entry(f"{report}:{name}") for name in ("ours", "worse", "noisy")]
+    worse_chamfer, worse_iou, noisy_chamfer, noisy_iou = compare.compare(entries, ["chamfer_cm", "iou_clothed"])
+    assert worse_chamfer.verdict == "ours better" and worse_chamfer.in_standard_errors > 10
+    assert worse_iou.verdict == "ours better"  # higher is better for IoU: 0.7 < 0.8
+    assert noisy_chamfer.verdict == "within 2 SE"
+    assert noisy_iou.verdict == "noisy better"
+    assert abs(worse_chamfer.mean_difference - (steady - base).mean()) < 1e-9
+
+
+def test_samples_a_method_failed_are_left_out_of_the_pair(tmp_path):
+    report = _report(tmp_path / "r.json", {
+        "a": [{"pve_mm": 100.0}, {"pve_mm": 110.0}, {"pve_mm": 120.0}, None],
+        "b": [{"pve_mm": 101.0}, None, {"pve_mm": 122.0}, {"pve_mm": 90.0}],
+    })
+    (difference,) = compare.compare([compare.load_entry(f"{report}:a"), compare.load_entry(f"{report}:b")], ["pve_mm"])
+    assert difference.samples == 2 and difference.mean_difference == pytest.approx(1.5)
+
+
+def test_reports_of_different_test_sets_or_unknown_methods_are_refused(tmp_path):
+    first = _report(tmp_path / "a.json", {"m": [{"pve_mm": 1.0}, {"pve_mm": 2.0}]})
+    other = _report(tmp_path / "b.json", {"m": [{"pve_mm": 1.0}, {"pve_mm": 2.0}]}, seed=3000001)
+    with pytest.raises(ValueError, match="another test set"):
+        compare.compare([compare.load_entry(f"{first}:m"), compare.load_entry(f"{other}:m")], ["pve_mm"])
+    with pytest.raises(ValueError, match="has no method 'x'"):
+        compare.load_entry(f"{first}:x")
+    assert compare.main([f"{first}:m", str(tmp_path / "missing.json") + ":m"]) == 2
