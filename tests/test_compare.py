@@ -55,3 +55,35 @@ def test_reports_of_different_test_sets_or_unknown_methods_are_refused(tmp_path)
     with pytest.raises(ValueError, match="has no method 'x'"):
         compare.load_entry(f"{first}:x")
     assert compare.main([f"{first}:m", str(tmp_path / "missing.json") + ":m"]) == 2
+
+
+def test_an_ablation_is_recorded_with_its_verdict_or_as_pending(tmp_path):
+    """``training.ablations``: a finished ablation run is copied beside the weights and judged against the
+    shipped run sample by sample; an unfinished one is recorded as pending, and nothing else is lost."""
+    from munet.network.checkpoint import read_metadata
+    from training import ablations
+
+    rng = np.random.default_rng(1)
+    chamfer = rng.uniform(3.0, 8.0, 200)
+    pve = rng.uniform(80.0, 160.0, 200)
+    shipped, done, pending = tmp_path / "shipped", tmp_path / "detached", tmp_path / "body_only"
+    for run, extra in ((shipped, 0.0), (done, 0.3)):
+        (run / "eval").mkdir(parents=True)
+        scores = [{"chamfer_cm": c + extra + rng.normal(0, 0.05), "pve_mm": p + rng.normal(0, 1.0),
+                   "pa_mpjpe_mm": 70.0, "depth_order_acc": 0.9} for c, p in zip(chamfer, pve)]
+        _report(run / "eval" / "munet.json", {"network_only": scores})
+    (done / "checkpoints").mkdir()
+    (done / "checkpoints" / "munet.safetensors").write_bytes(b"weights")
+    (pending / "run").mkdir(parents=True)
+    (pending / "run" / "last.json").write_text(json.dumps({"samples_seen": 4096}))
+    weights = tmp_path / "munet.safetensors"
+    weights.write_bytes(b"shipped")
+    weights.with_suffix(".json").write_text(json.dumps({"ablations": {"earlier_evaluations": [1]}, "commit": "c"}))
+    assert ablations.main(["--shipped", str(shipped), "--ablation", f"detached={done}", "--ablation",
+                           f"body_only={pending}", "--weights", str(weights), "--out-dir", str(tmp_path / "abl")]) == 0
+    meta = read_metadata(weights)
+    assert meta["commit"] == "c" and meta["ablations"]["earlier_evaluations"] == [1]
+    detached = meta["ablations"]["runs"]["detached"]
+    assert detached["criterion"] == {"chamfer_beaten_by_2se": True, "pve_at_least_equal": True, "met": True}
+    assert (tmp_path / "abl" / "detached.safetensors").read_bytes() == b"weights"
+    assert meta["ablations"]["runs"]["body_only"]["status"].startswith("pending: 4096 samples")

@@ -1,0 +1,108 @@
+"""Record the ablations of the shipped recipe beside the shipped weights: their weights, evaluations and the
+paired verdicts against mutualistic training.
+
+    python -m training.reproduce --config training/configs/detached.yaml --out runs/reproduce_detached \\
+        --eval-methods 'network_only=network_only:{checkpoint}'
+    python -m training.reproduce --config training/configs/body_only.yaml --out runs/reproduce_body_only \\
+        --eval-methods 'network_only=network_only:{checkpoint}'
+    python -m training.ablations --shipped runs/reproduce \\
+        --ablation detached=runs/reproduce_detached --ablation body_only=runs/reproduce_body_only
+
+(link ``runs/reproduce/data/train`` and ``data/testset`` into an ablation's ``OUT/data/`` to reuse the shards
+and the test set). Each ablation run that has finished (its ``OUT/checkpoints/munet.safetensors`` and its
+evaluation ``OUT/eval/munet.json`` exist) is copied to ``checkpoints/ablations/NAME.safetensors`` (+ ``.json``)
+and compared, sample by sample, with the shipped run's network alone (``training.evaluation.compare``); an
+unfinished one is recorded as pending with its command. The shipped JSON's ``ablations`` key then holds, per
+ablation, its status, commands, means and differences, and the verdict of the criterion (issue 13):
+mutualistic training beats each ablation by more than two standard errors on the clothed Chamfer and is
+not worse by more than two on PVE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+METRICS = ("chamfer_cm", "pve_mm", "pa_mpjpe_mm", "depth_order_acc")
+CONFIGS = {"detached": "training/configs/detached.yaml", "body_only": "training/configs/body_only.yaml"}
+
+
+def _commands(name: str, run: pathlib.Path) -> list[str]:
+    config = CONFIGS.get(name, f"training/configs/{name}.yaml")
+    return [f"python -m training.reproduce --config {config} --out {run} --eval-methods 'network_only=network_only:{{checkpoint}}'"]
+
+
+def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, out_dir: pathlib.Path) -> dict:
+    """One ablation's entry (see the module docstring); copies its weights into ``out_dir`` when finished."""
+    from training.evaluation import compare
+    from training.ship import evaluation_summary
+
+    weights, report = run / "checkpoints" / "munet.safetensors", run / "eval" / "munet.json"
+    entry = {"run": str(run), "commands": _commands(name, run)}
+    if not (weights.exists() and report.exists()):
+        last = run / "run" / "last.json"
+        seen = json.loads(last.read_text())["samples_seen"] if last.exists() else 0
+        return {**entry, "status": f"pending: {seen} samples trained, not yet shipped and evaluated"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json", ".loss.png"):
+        source = weights.with_suffix(suffix) if suffix != ".loss.png" else weights.with_name("munet.loss.png")
+        if source.exists():
+            shutil.copyfile(source, out_dir / f"{name}{suffix}")
+    entries = [compare.load_entry(f"{shipped_report}:network_only=mutualistic"),
+               compare.load_entry(f"{report}:network_only={name}")]
+    differences = compare.compare(entries, list(METRICS))
+    by_metric = {d.metric: d for d in differences}
+    chamfer, pve = by_metric["chamfer_cm"], by_metric["pve_mm"]
+    beats = chamfer.verdict == "mutualistic better"
+    holds = pve.verdict != f"{name} better"
+    return {
+        **entry, "status": "evaluated",
+        "weights": f"checkpoints/ablations/{name}.safetensors",
+        "evaluation": {**evaluation_summary(json.loads(report.read_text())), "report": str(report)},
+        "differences": [{"metric": d.metric, "samples": d.samples, "mutualistic": d.baseline_mean, name: d.other_mean,
+                         "difference": d.mean_difference, "standard_error": d.standard_error, "verdict": d.verdict}
+                        for d in differences],  # fmt: skip
+        "criterion": {"chamfer_beaten_by_2se": beats, "pve_at_least_equal": holds, "met": beats and holds},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.ablations", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shipped", type=pathlib.Path, default=pathlib.Path("runs/reproduce"),
+                        help="the shipped recipe's reproduce folder (its eval/munet.json has network_only)")
+    parser.add_argument("--ablation", action="append", default=[], metavar="NAME=RUN", help="an ablation's reproduce folder")
+    parser.add_argument("--weights", type=pathlib.Path, default=REPO / "checkpoints" / "munet.safetensors")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=REPO / "checkpoints" / "ablations")
+    args = parser.parse_args(argv)
+    from munet.network.checkpoint import read_metadata
+    from training.ship import add_metadata
+
+    shipped_report = args.shipped / "eval" / "munet.json"
+    if not shipped_report.exists():
+        parser.error(f"no evaluation of the shipped run at {shipped_report}")
+    ablations = {}
+    for text in args.ablation:
+        name, sep, run = text.partition("=")
+        if not sep or not name or not run:
+            parser.error(f"--ablation is NAME=RUN, got {text!r}")
+        try:
+            ablations[name] = record_ablation(name, pathlib.Path(run), shipped_report, args.out_dir)
+        except ValueError as error:
+            print(f"error: {name}: {error}", file=sys.stderr)
+            return 2
+        print(f"{name}: {ablations[name]['status']}" + (f", criterion met: {ablations[name]['criterion']['met']}"
+                                                       if "criterion" in ablations[name] else ""))
+    command = "python -m training.ablations " + " ".join(argv if argv is not None else sys.argv[1:])
+    earlier = {k: v for k, v in read_metadata(args.weights).get("ablations", {}).items() if k == "earlier_evaluations"}
+    add_metadata(args.weights, {"ablations": {"command": command, "baseline": f"{shipped_report}:network_only",
+                                              "runs": ablations, **earlier}})  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
