@@ -61,7 +61,11 @@ REFINE_SHAPE_ITERATIONS: int | None = None
 in its first chunk(s) up to this many iterations (None: throughout). A speed/accuracy trade, measured on the
 validation set above (24 samples; PA-MPJPE / PVE mm / clothed IoU) and lunge.jpg (the refine stage's CPU
 time, one thread, a loaded 2-core machine): None 63.3 / 107.9 / 0.811, 740 ms; 5: 63.4 / 109.5 / 0.810,
-427 ms; 0: 66.6 / 113.1 / 0.800, 321 ms. The shipped evaluations ran with None."""
+427 ms; 0: 66.6 / 113.1 / 0.800, 321 ms. The shipped evaluations ran with None. Re-measured for the
+144,000-sample checkpoint (v2 validation set, first 48 samples, paired differences from None with their standard
+errors; refine stage median on a loaded 2-core machine): 5: PA-MPJPE +0.80 +- 0.29 mm, PVE -1.3 +- 1.1 mm, clothed
+IoU -0.004 +- 0.004, refine 526 -> 431 ms; 0: +1.56 +- 0.46 mm, -1.8 +- 1.8 mm, -0.006 +- 0.005, 394 ms. A
+significant PA-MPJPE loss for an insignificant PVE gain: None stays."""
 
 
 def refine_weights(weights):
