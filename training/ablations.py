@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shipped", type=pathlib.Path, default=pathlib.Path("runs/reproduce"),
                         help="the shipped recipe's reproduce folder (its eval/munet.json has network_only)")
+    parser.add_argument("--baseline", type=pathlib.Path,
+                        help="the report whose network_only is mutualistic training (default: SHIPPED/eval/munet.json; "
+                             "give a re-evaluation made with the same code as the ablations')")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=RUN", help="an ablation's reproduce folder")
     parser.add_argument("--weights", type=pathlib.Path, default=REPO / "checkpoints" / "munet.safetensors")
     parser.add_argument("--out-dir", type=pathlib.Path, default=REPO / "checkpoints" / "ablations")
@@ -82,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     from munet.network.checkpoint import read_metadata
     from training.ship import add_metadata
 
-    shipped_report = args.shipped / "eval" / "munet.json"
+    shipped_report = args.baseline or args.shipped / "eval" / "munet.json"
     if not shipped_report.exists():
-        parser.error(f"no evaluation of the shipped run at {shipped_report}")
+        parser.error(f"no evaluation of the shipped weights at {shipped_report}")
     ablations = {}
     for text in args.ablation:
         name, sep, run = text.partition("=")
