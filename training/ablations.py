@@ -5,13 +5,16 @@ paired verdicts against mutualistic training.
         --eval-methods 'network_only=network_only:{checkpoint}'
     python -m training.reproduce --config training/configs/body_only.yaml --out runs/reproduce_body_only \\
         --eval-methods 'network_only=network_only:{checkpoint}'
-    python -m training.ablations --shipped runs/reproduce \\
+    python -m training.evaluate --protocol 2 --data runs/reproduce/data/testset \\
+        --methods network_only=network_only:checkpoints/munet.safetensors --out runs/eval/network_only_v2_current.json
+    python -m training.ablations --shipped runs/reproduce --baseline runs/eval/network_only_v2_current.json \\
         --ablation detached=runs/reproduce_detached --ablation body_only=runs/reproduce_body_only
 
 (link ``runs/reproduce/data/train`` and ``data/testset`` into an ablation's ``OUT/data/`` to reuse the shards
 and the test set). Each ablation run that has finished (its ``OUT/checkpoints/munet.safetensors`` and its
 evaluation ``OUT/eval/munet.json`` exist) is copied to ``checkpoints/ablations/NAME.safetensors`` (+ ``.json``)
-and compared, sample by sample, with the shipped run's network alone (``training.evaluation.compare``); an
+and compared, sample by sample, with the shipped weights' network alone (``training.evaluation.compare``; the
+baseline report is best made by the same code as the ablations' evaluations, ``--baseline``); an
 unfinished one is recorded as pending with its command. The shipped JSON's ``ablations`` key then holds, per
 ablation, its status, commands, means and differences, and the verdict of the criterion (issue 13):
 mutualistic training beats each ablation by more than two standard errors on the clothed Chamfer and is
