@@ -111,3 +111,41 @@ def test_the_anchor_tuning_tool_scores_a_setting(tmp_path, capsys):
     assert 0 < line["pa_mpjpe_mm"] < 300 and line["photo_clothed_iou"] >= 0.90
     with pytest.raises(SystemExit):
         tune_anchor.main(["--data", str(root), "--settings", "0.1,0.01"])
+
+
+@pytest.mark.slow
+def test_legs_out_of_the_frame_keep_the_networks_pose(tmp_path):
+    """A photo that cuts the legs off shows nothing of them: after the network, the refinement leaves them
+    where the network put them (no pull towards a standing pose: a kneeling person keeps kneeling legs)."""
+    import torch
+
+    from munet.body.keypoints import MediaPipeRegressor
+    from munet.fitting.network_init import default_checkpoint
+    from training.data import generate
+    from training.data.dataset import ShardDataset
+    from training.evaluation.methods import inputs_of, make_method
+
+    torch.set_num_threads(2)
+    assert generate.main(["--config", "training/configs/testset_v2.yaml", "--seed", "3000001", "--count", "16",
+                          "--out", str(tmp_path), "--workers", "0"]) == 0
+    dataset = ShardDataset(tmp_path)
+    cut_legs = [dataset[i] for i in range(len(dataset)) if int(dataset[i]["framing"]) == 1]  # FRAMINGS[1]
+    assert len(cut_legs) >= 3
+    checkpoint = default_checkpoint()
+    network_only, default = make_method(f"network_only:{checkpoint}"), make_method(f"network:{checkpoint}")
+    regressor = MediaPipeRegressor()
+
+    def relative(vertices_cam):
+        with torch.no_grad():
+            landmarks = regressor(torch.from_numpy(vertices_cam)[None].float())[0].double().numpy()
+        return landmarks - landmarks[list(HIPS)].mean(0)
+
+    gaps = []
+    for sample in cut_legs:
+        inputs = inputs_of(sample, 2)
+        legs = [j for j in range(25, 33) if not sample["seen"][j]]  # knees, ankles, heels, toes not seen
+        network, refined = network_only.predict(inputs), default.predict(inputs)
+        gap = np.linalg.norm(relative(refined.body_vertices_cam) - relative(network.body_vertices_cam), axis=1)[legs]
+        gaps.append(gap.mean())
+    # with the fitting pipeline's standing prior on them, one of these kneeling legs moved 23 cm on average
+    assert max(gaps) < 0.10 and np.mean(gaps) < 0.08, gaps

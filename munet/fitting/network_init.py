@@ -8,7 +8,8 @@ body-model fit, ``munet.body.vertex_fit.fit_shape``, which also centres the fit'
 pipeline's test-time refinement holds every landmark's and a spread of vertices' depth relative to the hips
 near the network's body (``body_fit.DepthAnchor``, ``refine_weights``), so the 2D keypoint and silhouette
 terms move what the photo shows and cannot undo the network's depth (DESIGN.md §7). The limbs the photo does
-not show keep the network's pose (no pull towards a standing pose, unlike the fitting-only pipeline). The clothed stage's offsets seed the pipeline's clothing fit.
+not show keep the network's pose (no pull towards a standing pose, unlike the fitting-only pipeline). The
+clothed stage's offsets seed the pipeline's clothing fit.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class NetworkInitialiser:
         targets.world_weights = np.ones(33, np.float32)
         # The limbs the photo does not show (out of the frame or hidden) are the network's to pose: the fitting-only
         # pipeline holds them at a relaxed standing pose with a 25x prior (pose.UNSEEN_PRIOR_SCALE), which gave a
-        # person sitting with the legs out of the frame standing legs. Without it (v2 validation set, first 128
+        # person sitting with the legs out of the frame standing legs. Without it (v2 validation set, ``python -m
+        # training.data.generate --config training/configs/testset_v2.yaml --seed 3000001 --count 256``, first 128
         # samples, 121 detected, paired differences +- their standard errors): PA-MPJPE -7.4 +- 1.8 mm (71.7 ->
         # 64.4), PVE -7.8 +- 1.8 mm (120.2 -> 112.4), clothed IoU +0.006 +- 0.002; on the 41 photos with the legs
         # or a side cut off -12.2 and -14.8 mm, on the 71 whole-body ones (occluded limbs) -3.2 and -3.0 mm.
