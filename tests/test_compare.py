@@ -87,3 +87,22 @@ def test_an_ablation_is_recorded_with_its_verdict_or_as_pending(tmp_path):
     assert detached["criterion"] == {"chamfer_beaten_by_2se": True, "pve_at_least_equal": True, "met": True}
     assert (tmp_path / "abl" / "detached.safetensors").read_bytes() == b"weights"
     assert meta["ablations"]["runs"]["body_only"]["status"].startswith("pending: 4096 samples")
+
+
+def test_a_later_evaluation_is_recorded_beside_the_shipped_weights_without_touching_them(tmp_path):
+    from munet.network.checkpoint import read_metadata
+    from training import ship
+
+    weights = tmp_path / "munet.safetensors"
+    weights.write_bytes(b"shipped")
+    weights.with_suffix(".json").write_text(json.dumps({"commit": "c", "evaluation": [{"command": "first", "means": {}}]}))
+    summary = {"m": {"all": {"samples": 2, "failures": 0, "detection_rate": 1.0, "metrics": {"pve_mm": {"mean": 100.0}}}}}
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"synthetic": {"summary": summary, "protocol_version": 2}}))
+    argv = ["--out", str(weights), "--record-eval-only", "--eval", str(report), "--eval-command", "later"]
+    assert ship.main(argv) == 0 and ship.main(argv) == 0  # the same command twice: one entry
+    meta = read_metadata(weights)
+    assert [e["command"] for e in meta["evaluation"]] == ["first", "later"] and meta["commit"] == "c"
+    assert meta["evaluation"][1]["means"]["m"]["pve_mm"] == 100.0 and weights.read_bytes() == b"shipped"
+    with pytest.raises(SystemExit):
+        ship.main(["--out", str(weights), "--record-eval-only", "--eval", str(report)])  # no command: refused

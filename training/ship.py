@@ -2,6 +2,7 @@
 
     python -m training.ship --run runs/munet --eval runs/eval/munet.json --eval-command "python -m training.evaluate ..." \
         --bench runs/eval/bench_network.json --out checkpoints/munet.safetensors
+    python -m training.ship --record-eval-only --eval REPORT --eval-command "..."   # a later evaluation of the shipped weights
 
 The JSON beside the weights then holds: config, body model, template hash, the exact training command,
 the commit at training start, samples seen, wall time, the commands that generate its training data,
@@ -106,7 +107,15 @@ def main(argv=None) -> int:
     parser.add_argument("--reproduce-command", help="the command that reproduces this checkpoint from nothing")
     parser.add_argument("--reproduce-budget", help="that command's budget (JSON: samples, measured wall times)")
     parser.add_argument("--out", default="checkpoints/munet.safetensors")
+    parser.add_argument("--record-eval-only", action="store_true",
+                        help="only record --eval (with --eval-command) in --out's JSON; the weights stay as shipped")
     args = parser.parse_args(argv)
+    if args.record_eval_only:
+        if not args.eval or len(args.eval_command) != len(args.eval):
+            parser.error("--record-eval-only needs each --eval with its --eval-command")
+        for path, command in zip(args.eval, args.eval_command):
+            add_evaluation(args.out, path, command)
+        return 0
     model, meta = load_checkpoint(pathlib.Path(args.run) / "last.safetensors")
     extra = {k: meta[k] for k in KEEP if k in meta}
     if args.data_root or args.data_command:
