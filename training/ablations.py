@@ -49,7 +49,11 @@ def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, 
     if not (weights.exists() and report.exists()):
         last = run / "run" / "last.json"
         seen = json.loads(last.read_text())["samples_seen"] if last.exists() else 0
-        return {**entry, "status": f"pending: {seen} samples trained, not yet shipped and evaluated"}
+        entry["status"] = f"pending: {seen} samples trained, not yet shipped and evaluated"
+        if (out_dir / f"{name}.safetensors").exists():
+            where = out_dir.resolve().relative_to(REPO) if out_dir.resolve().is_relative_to(REPO) else out_dir
+            entry["weights"] = f"{where}/{name}.safetensors is still an earlier recipe's (earlier_evaluations)"
+        return entry
     out_dir.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".json", ".loss.png"):
         source = weights.with_suffix(suffix) if suffix != ".loss.png" else weights.with_name("munet.loss.png")

@@ -87,7 +87,9 @@ class Difference:
 
     @property
     def in_standard_errors(self) -> float:
-        return self.mean_difference / self.standard_error if self.standard_error > 0 else math.inf
+        if self.standard_error > 0:
+            return self.mean_difference / self.standard_error
+        return math.copysign(math.inf, self.mean_difference) if self.mean_difference else 0.0
 
 
 def paired_difference(baseline: Entry, other: Entry, metric: str) -> Difference:
