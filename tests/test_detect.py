@@ -508,7 +508,9 @@ def test_what_cannot_be_decoded_within_the_bound_is_refused(monkeypatch):
 @pytest.mark.slow
 def test_24_megapixel_photo_costs_at_most_1_3x_a_1_megapixel_one(tmp_path):
     """The pipeline sees at most 1536 px on the long side, so a 24 MP phone photo costs about what a small one
-    does; its camera comes back in the photo's own pixels."""
+    does; its camera comes back in the photo's own pixels. Cost is the process's CPU time (all its threads), so
+    other jobs on a shared machine do not decide the ratio (wall time under a 2-process training: 1.27-1.38;
+    CPU time: 1.12; alone both ~1.2)."""
     import statistics
 
     from munet.pipeline import default_pipeline
@@ -524,11 +526,11 @@ def test_24_megapixel_photo_costs_at_most_1_3x_a_1_megapixel_one(tmp_path):
     seconds: dict[str, list[float]] = {"1mp": [], "24mp": []}
     for _ in range(3):
         for name, data in photos.items():
-            started = time.perf_counter()
+            started = time.process_time()
             reconstruction = pipeline.reconstruct(data)
-            seconds[name].append(time.perf_counter() - started)
+            seconds[name].append(time.process_time() - started)
     ratio = statistics.median(seconds["24mp"]) / statistics.median(seconds["1mp"])
-    assert ratio <= 1.3, f"24 MP / 1 MP pipeline time {ratio:.2f} ({seconds})"
+    assert ratio <= 1.3, f"24 MP / 1 MP pipeline CPU time {ratio:.2f} ({seconds})"
     camera = reconstruction.camera
     assert camera.image_size == (4016, 6016) and reconstruction.report.image.width == 4016
     assert camera.principal_point_px == pytest.approx((2008, 3008), rel=0.02)
