@@ -39,6 +39,12 @@ def _commands(name: str, run: pathlib.Path) -> list[str]:
     return [f"python -m training.reproduce --config {config} --out {run} --eval-methods 'network_only=network_only:{{checkpoint}}'"]
 
 
+def _shown(path: pathlib.Path) -> str:
+    """A path as the repository would name it (relative to it when inside)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
 def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, out_dir: pathlib.Path) -> dict:
     """One ablation's entry (see the module docstring); copies its weights into ``out_dir`` when finished."""
     from training.evaluation import compare
@@ -51,8 +57,7 @@ def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, 
         seen = json.loads(last.read_text())["samples_seen"] if last.exists() else 0
         entry["status"] = f"pending: {seen} samples trained, not yet shipped and evaluated"
         if (out_dir / f"{name}.safetensors").exists():
-            where = out_dir.resolve().relative_to(REPO) if out_dir.resolve().is_relative_to(REPO) else out_dir
-            entry["weights"] = f"{where}/{name}.safetensors is still an earlier recipe's (earlier_evaluations)"
+            entry["earlier_weights"] = f"{_shown(out_dir / name)}.safetensors: an earlier recipe's (earlier_evaluations)"
         return entry
     out_dir.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".json", ".loss.png"):
@@ -68,7 +73,7 @@ def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, 
     holds = pve.verdict != f"{name} better"
     return {
         **entry, "status": "evaluated",
-        "weights": f"checkpoints/ablations/{name}.safetensors",
+        "weights": f"{_shown(out_dir / name)}.safetensors",
         "evaluation": {**evaluation_summary(json.loads(report.read_text())), "report": str(report)},
         "differences": [{"metric": d.metric, "samples": d.samples, "mutualistic": d.baseline_mean, name: d.other_mean,
                          "difference": d.mean_difference, "standard_error": d.standard_error, "verdict": d.verdict}
