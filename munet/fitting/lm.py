@@ -17,14 +17,18 @@ ResidualFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """residual_fn(x (N, P), owner (N,) index of each row's candidate) -> residuals (N, R)."""
 
 
-def jacobian(residual_fn: ResidualFn, x: torch.Tensor, r0: torch.Tensor, eps: float) -> torch.Tensor:
-    """(B, R, P) forward-difference Jacobian at x (B, P), given r0 = residual_fn(x) (B, R)."""
+def residuals_and_jacobian(residual_fn: ResidualFn, x: torch.Tensor, owner: torch.Tensor, eps: float,
+                           with_jacobian: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Residuals (B, R) at x (B, P) (rows of candidates ``owner`` (B,)) and, from the same batched call, their
+    forward-difference Jacobian (B, R, P) (None without ``with_jacobian``)."""
+    if not with_jacobian:
+        return residual_fn(x, owner), None
     batch, params = x.shape
     steps = torch.eye(params, dtype=x.dtype) * eps  # (P, P)
     shifted = (x[:, None, :] + steps[None]).reshape(batch * params, params)
-    owner = torch.arange(batch).repeat_interleave(params)
-    r = residual_fn(shifted, owner).reshape(batch, params, -1)  # (B, P, R)
-    return ((r - r0[:, None, :]) / eps).transpose(1, 2)
+    out = residual_fn(torch.cat([x, shifted]), torch.cat([owner, owner.repeat_interleave(params)]))
+    r = out[:batch]
+    return r, ((out[batch:].reshape(batch, params, -1) - r[:, None, :]) / eps).transpose(1, 2)
 
 
 def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: int, eps: float = 1e-6,
@@ -32,38 +36,36 @@ def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: i
                         tolerance: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Minimise sum(residual_fn(x)^2) per candidate from x0 (B, P).
 
-    Each iteration: one Jacobian, one trial step per candidate (accepted if it lowers that candidate's
-    cost, else the damping grows tenfold). A candidate is settled once it has, two iterations in a row,
-    either taken a step gaining less than ``tolerance`` (relative) or exhausted its damping; settled
-    candidates are no longer evaluated, and the solver stops when all are settled. Returns the final
-    x (B, P), residuals (B, R) and the number of iterations run.
+    Each iteration: one trial step per candidate from its current Jacobian, accepted if it lowers that
+    candidate's cost (else the damping grows tenfold and the Jacobian is kept). The trial's Jacobian comes in
+    the same batched evaluation as its residuals (one call per iteration: the call's fixed cost dominates at
+    these sizes), and replaces the current one when the step is accepted. A candidate is settled once it has,
+    two iterations in a row, either taken a step gaining less than ``tolerance`` (relative) or exhausted its
+    damping; settled candidates are no longer evaluated, and the solver stops when all are settled. Returns
+    the final x (B, P), residuals (B, R) and the number of iterations run.
     """
     x = x0.detach().clone()
     batch, params = x.shape
     with torch.no_grad():
-        r = residual_fn(x, torch.arange(batch))
+        r, J = residuals_and_jacobian(residual_fn, x, torch.arange(batch), eps, with_jacobian=iterations > 0)
         cost = (r**2).sum(1)
         lam = torch.full((batch,), damping, dtype=x.dtype)
         eye = torch.eye(params, dtype=x.dtype)
         quiet = torch.zeros(batch, dtype=torch.long)
         done = 0
-        for _ in range(iterations):
+        for iteration in range(iterations):
             active = torch.nonzero(quiet < 2).squeeze(1)
             if active.numel() == 0:
                 break
             done += 1
-
-            def active_fn(xa: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-                return residual_fn(xa, active[owner])
-
-            xa, ra, la = x[active], r[active], lam[active]
-            J = jacobian(active_fn, xa, ra, eps)
-            JtJ = J.transpose(1, 2) @ J
-            Jtr = (J.transpose(1, 2) @ ra[..., None])[..., 0]
+            xa, ra, la, Ja = x[active], r[active], lam[active], J[active]
+            JtJ = Ja.transpose(1, 2) @ Ja
+            Jtr = (Ja.transpose(1, 2) @ ra[..., None])[..., 0]
             diag = torch.diagonal(JtJ, dim1=1, dim2=2)
             system = JtJ + la[:, None, None] * (torch.diag_embed(diag) + 1e-9 * eye)
             trial = xa + torch.linalg.solve(system, -Jtr)
-            r_trial = active_fn(trial, torch.arange(active.numel()))
+            r_trial, J_trial = residuals_and_jacobian(residual_fn, trial, active, eps,
+                                                      with_jacobian=iteration + 1 < iterations)
             cost_trial = (r_trial**2).sum(1)
             ca = cost[active]
             better = torch.isfinite(cost_trial) & (cost_trial < ca)
@@ -72,6 +74,8 @@ def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: i
             quiet[active] = torch.where(settled, quiet[active] + 1, torch.zeros_like(quiet[active]))
             x[active] = torch.where(better[:, None], trial, xa)
             r[active] = torch.where(better[:, None], r_trial, ra)
+            if J_trial is not None:
+                J[active] = torch.where(better[:, None, None], J_trial, Ja)
             cost[active] = torch.where(better, cost_trial, ca)
             lam[active] = torch.where(better, la * 0.3, la * 10.0).clamp(min_damping, max_damping)
     return x, r, done
