@@ -98,7 +98,7 @@ def bake_texture(photo_rgb: np.ndarray, atlas: UVAtlas, posed_vertices_m: np.nda
     mirror_a = np.clip(layers.mirror_w / 0.5, 0.0, 1.0)[:, None] * (1.0 - seen_a)
     fill = _region_fills(texels, layers, lambda: _hair_colour(photo, views, atlas))
     back = fill + mirror_a * MIRROR_MIX * (BACK_SHADE * layers.mirror_rgb - fill)
-    image = _assemble(np.ascontiguousarray(photo[..., :3]), texels, layers, back, size)
+    image = _assemble(np.ascontiguousarray(photo_rgb, np.uint8), texels, layers, back, size)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError("JPEG encoding of the texture atlas failed")
@@ -210,7 +210,7 @@ def _photo_with_mask(photo_rgb: np.ndarray, person_mask: np.ndarray | None, view
         mask = np.asarray(person_mask, bool).astype(np.uint8) * 255
         radius = max(2, int(round(ERODE_FRACTION * views.person_height_px)))
         mask = cv2.erode(mask, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
-    return np.dstack([np.asarray(photo_rgb, np.uint8), mask])
+    return cv2.merge([np.ascontiguousarray(photo_rgb, np.uint8), mask])
 
 
 def sample_points(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
