@@ -101,19 +101,27 @@ def test_a_missed_person_is_a_counted_failure_not_a_skipped_sample():
 
 @pytest.mark.slow
 def test_the_anchor_tuning_tool_scores_a_setting(tmp_path, capsys):
-    """``python -m training.tune_anchor``: one line per setting, the validation means and the photo's 2D."""
+    """``python -m training.tune_anchor``: one line per setting, the validation means and the photo's 2D; with
+    ``--out``, each setting's report, which the paired comparison reads."""
     import json
 
     from training import tune_anchor
     from training.data import generate
 
     root = tmp_path / "val"
-    assert generate.main(["--config", "training/configs/testset_v2.yaml", "--seed", "3000001", "--count", "2",
+    assert generate.main(["--config", "training/configs/testset_v2.yaml", "--seed", "3000001", "--count", "3",
                           "--out", str(root), "--workers", "0"]) == 0
-    assert tune_anchor.main(["--data", str(root), "--limit", "2", "--settings", "0.1,0.01,7"]) == 0
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (line["depth"], line["plane"], line["scale_cm"]) == (0.1, 0.01, 7.0)
-    assert 0 < line["pa_mpjpe_mm"] < 300 and line["photo_clothed_iou"] >= 0.90
+    out = tmp_path / "tune"
+    assert tune_anchor.main(["--data", str(root), "--limit", "3", "--settings", "0.1,0.01,7", "1,0.05,0",
+                             "--out", str(out)]) == 0
+    lines = [json.loads(text) for text in capsys.readouterr().out.strip().splitlines()[-2:]]
+    assert [(line["depth"], line["plane"], line["scale_cm"]) for line in lines] == [(0.1, 0.01, 7.0), (1.0, 0.05, 0.0)]
+    assert 0 < lines[0]["pa_mpjpe_mm"] < 300 and lines[0]["photo_clothed_iou"] >= 0.90
+    from training.evaluation import compare
+
+    entries = [compare.load_entry(f"{out / name}.json:m") for name in ("0.1,0.01,7", "1,0.05,0")]
+    difference = compare.paired_difference(entries[0], entries[1], "pve_mm")
+    assert difference.samples >= 2 and difference.baseline_mean == pytest.approx(lines[0]["pve_mm"], abs=1e-3)
     with pytest.raises(SystemExit):
         tune_anchor.main(["--data", str(root), "--settings", "0.1,0.01"])
 
