@@ -117,10 +117,11 @@ def _agreement(votes: DepthCues, final: LegDepths) -> CueAgreement:
     return CueAgreement(ground, agrees(votes.mediapipe_world), agrees(votes.mediapipe_image_depth))
 
 
-def _summary(final: LegDepths, agreement: dict[str, bool], deciding: str | None) -> str:
+def _summary(final: LegDepths, agreement: dict[str, bool], deciding: str | None, network: bool = False) -> str:
     summary = f"result: {final.farther_knee} knee and {final.farther_ankle} ankle farther, torso {final.torso_faces}; "
-    if not agreement:
-        return summary + "no leg depth cue was visible (legs held by the standing prior)"
+    if not agreement:  # unseen legs: the network's pose after the network, else the fit's standing prior
+        held = "legs as the network posed them" if network else "legs held by the standing prior"
+        return summary + f"no leg depth cue was visible ({held})"
     summary += f"agrees with {', '.join(k for k, v in agreement.items() if v) or 'no cue'}"
     if not all(agreement.values()):
         summary += f"; disagrees with {', '.join(k for k, v in agreement.items() if not v)}"
@@ -164,5 +165,5 @@ def depth_report(detection: Detection, targets: FitTargets, joints_m: np.ndarray
         chosen_hypothesis=chosen,
         deciding_cue=deciding,
         without_ground=ablated,
-        summary=_summary(final, agreement.voted(), deciding),
+        summary=_summary(final, agreement.voted(), deciding, network),
     )
