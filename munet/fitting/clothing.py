@@ -395,10 +395,10 @@ def _rings(coordinate: np.ndarray, wanted: np.ndarray, unseen: np.ndarray, curre
     for b in range(len(centres)):
         inside = which == b
         seen = wanted[inside & np.isfinite(wanted)]
-        if seen.size >= 2:
+        if inside.any() and unseen[inside].mean() > 0.5:  # a ring mostly beyond the frame: its few measured
+            values[b] = unseen_value  # vertices sit at the frame's edge, where an arm or the cut mask swells them
+        elif seen.size >= 2:
             values[b] = np.median(seen)
-        elif inside.any() and unseen[inside].mean() > 0.5:
-            values[b] = unseen_value
     known = np.isfinite(values)
     if not known.any():
         return np.full(len(coordinate), float(np.median(current)) if len(current) else 0.0)
