@@ -95,7 +95,8 @@ class SubsetBody:
         if self.linear_shape:
             self.template_vertices = body.template_vertices.to(dtype)
             count = body.vertex_blendshapes.shape[0]
-            self.vertex_blendshapes = body.vertex_blendshapes.to(dtype).reshape(count, -1, 3)
+            # (V, C, 3): a point set gathers whole rows (the (C, V, 3) layout made each outline's gather ~10x slower)
+            self.blendshapes_by_vertex = body.vertex_blendshapes.to(dtype).reshape(count, -1, 3).transpose(0, 1).contiguous()
             self.template_joints = body.template_joints.to(dtype)
             self.joint_blendshapes = body.joint_blendshapes.to(dtype)
         with torch.no_grad():
@@ -113,7 +114,7 @@ class SubsetBody:
         if self.linear_shape:
             homogeneous = torch.cat([self.template_vertices[support], torch.ones(support.numel(), 1, dtype=self.dtype)], 1)
             template = torch.einsum("ns,sj,sc->njc", mix, weights, homogeneous)  # (N, J, 4)
-            blend = torch.einsum("ns,sj,qsc->qnjc", mix, weights, self.vertex_blendshapes[:, support])
+            blend = torch.einsum("ns,sj,sqc->qnjc", mix, weights, self.blendshapes_by_vertex[support])
             blend = blend.reshape(blend.shape[0], -1)
         return PointSet(support, mix, template, blend, skin)
 
@@ -122,7 +123,7 @@ class SubsetBody:
         template = blend = None
         if self.linear_shape:
             template = self.template_vertices[index]
-            blend = self.vertex_blendshapes[:, index].reshape(self.vertex_blendshapes.shape[0], -1)
+            blend = self.blendshapes_by_vertex[index].transpose(0, 1).reshape(self.blendshapes_by_vertex.shape[1], -1)
         return PointSet(index, None, template, blend, self.dense_weights[index])
 
     def rest(self, shape: torch.Tensor, sets: list[PointSet]) -> tuple[list[torch.Tensor], torch.Tensor]:
