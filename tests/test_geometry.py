@@ -119,6 +119,56 @@ def test_outline_vertices_lie_on_the_silhouette_rim():
     assert rim.size > 20 and radius.min() > 0.85 and radius.mean() > 0.97
 
 
+def test_outline_vertices_match_a_search_over_every_vertex():
+    """The band prefilter changes nothing: the same vertices as the plain nearest-vertex search, off-image
+    vertices and candidate subsets included."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        height, width = (int(v) for v in rng.integers(20, 90, 2))
+        sil = np.zeros((height, width), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):
+            centre = (int(rng.integers(-5, width + 5)), int(rng.integers(-5, height + 5)))
+            axes = (int(rng.integers(3, 30)), int(rng.integers(3, 30)))
+            cv2.ellipse(sil, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        points = rng.uniform(-12, max(height, width) + 12, (int(rng.integers(50, 1500)), 2))
+        distance = float(rng.choice([1.0, 1.5, 2.0, 3.3]))
+        candidates = None if trial % 2 else np.sort(rng.choice(len(points), len(points) // 2, replace=False))
+        eroded = cv2.erode(sil, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        rows, cols = np.nonzero(sil & (1 - eroded))
+        index = np.arange(len(points)) if candidates is None else candidates
+        expected = np.zeros(0, np.int64)
+        if rows.size:
+            gap, nearest = cKDTree(points[index]).query(np.stack([cols + 0.5, rows + 0.5], 1))
+            expected = np.unique(index[nearest[gap <= distance]])
+        assert np.array_equal(outline_vertices(points, sil.astype(bool), candidates, distance), expected)
+
+
+def test_a_closed_mesh_silhouette_from_one_orientation_is_the_whole_silhouette():
+    """``closed=True`` draws about half the faces for the same pixels: overlapping, non-convex closed
+    meshes (two interpenetrating spheres and a torus) seen in perspective from many directions."""
+    import trimesh
+    from scipy.spatial.transform import Rotation
+
+    parts = [trimesh.creation.icosphere(subdivisions=3, radius=0.5),
+             trimesh.creation.icosphere(subdivisions=3, radius=0.4).apply_translation([0.5, 0.1, 0.0]),
+             trimesh.creation.torus(major_radius=0.6, minor_radius=0.15).apply_translation([-0.3, -0.4, 0.2])]
+    mesh = trimesh.util.concatenate(parts)
+    for seed in range(12):
+        points = mesh.vertices @ Rotation.random(random_state=seed).as_matrix().T + [0.0, 0.0, 3.0]
+        uv = 150.0 * points[:, :2] / points[:, 2:] + [60.0, 50.0]
+        full = rasterize_silhouette(uv, mesh.faces, 100, 120)
+        assert full.sum() > 500
+        assert np.array_equal(rasterize_silhouette(uv, mesh.faces, 100, 120, closed=True), full)
+    # not for open meshes: a hemisphere seen from inside shows only its back faces
+    bowl = trimesh.creation.icosphere(subdivisions=3)
+    bowl = bowl.submesh([np.flatnonzero(bowl.triangles_center[:, 2] < 0)], append=True)
+    uv = 150.0 * bowl.vertices[:, :2] / (bowl.vertices[:, 2:] + 3.0) + [60.0, 50.0]
+    one_side = rasterize_silhouette(uv, bowl.faces, 100, 120, closed=True).sum()
+    assert one_side < rasterize_silhouette(uv, bowl.faces, 100, 120).sum()
+
+
 def test_mask_outline_and_frame_edges():
     mask = np.zeros((20, 20), bool)
     mask[5:20, 5:15] = True  # cut by the bottom edge

@@ -24,7 +24,9 @@ Everything is batched: B candidate bodies (depth hypotheses) are fitted at once 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -157,10 +159,15 @@ def relative_to_hips(points_cam: torch.Tensor) -> torch.Tensor:
 
 @dataclasses.dataclass
 class FitResult:
-    """The fitted candidates and each one's loss terms (B,) at the end."""
+    """The fitted candidates and each one's loss terms (B,) at the end (``terms``: computed on first use,
+    from ``loss_terms``; the refinement needs only the state)."""
 
     state: FitState
-    terms: dict[str, torch.Tensor]
+    loss_terms: Callable[[], dict[str, torch.Tensor]]
+
+    @functools.cached_property
+    def terms(self) -> dict[str, torch.Tensor]:
+        return self.loss_terms()
 
     def total(self) -> torch.Tensor:
         return sum(self.terms.values())
@@ -391,10 +398,13 @@ class BodyFitter:
             if previous is not None and (used < steps or bool((torch.abs(previous - cost) <= CHUNK_TOLERANCE * previous).all())):
                 break
             previous = cost
-        with torch.no_grad():
-            res = _scaled(self.residuals(targets, _rows(state), pairs, weights, anchor=anchor), group_scale,
-                          torch.arange(state.batch))
-        return FitResult(state, {k: (v**2).sum(1) for k, v in res.items()})
+        def loss_terms() -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                res = _scaled(self.residuals(targets, _rows(state), pairs, weights, anchor=anchor), group_scale,
+                              torch.arange(state.batch))
+            return {k: (v**2).sum(1) for k, v in res.items()}
+
+        return FitResult(state, loss_terms)
 
     def _solve(self, targets: FitTargets, state: FitState, iterations: int, pairs, fit_shape: bool,
                weights: FitWeights | None, group_scale: dict[str, torch.Tensor] | None = None,
@@ -479,7 +489,7 @@ class BodyFitter:
         uv = uv[0].numpy()
         width, height = targets.image_size
         small = (max(1, int(round(height * raster_scale))), max(1, int(round(width * raster_scale))))
-        sil = rasterize_silhouette(uv * raster_scale, self.faces_np, small[0], small[1])
+        sil = rasterize_silhouette(uv * raster_scale, self.faces_np, small[0], small[1], closed=True)
         outline = outline_vertices(uv * raster_scale, sil, max_distance_px=2.0)
         on_photo = (uv[outline] >= 1.0).all(1) & (uv[outline, 0] < width - 1) & (uv[outline, 1] < height - 1)
         outline = outline[on_photo]  # beyond the frame the mask says nothing

@@ -207,7 +207,7 @@ def _measure(posed: np.ndarray, direction: np.ndarray, offsets: np.ndarray, face
     clothed = posed + offsets[:, None] * direction
     uv, depth = camera.project(clothed)
     in_view = (uv[:, 0] >= 2) & (uv[:, 0] < width - 2) & (uv[:, 1] >= 2) & (uv[:, 1] < height - 2) & (depth > 0)
-    sil = rasterize_silhouette(uv * raster_scale, faces, small_h, small_w)
+    sil = rasterize_silhouette(uv * raster_scale, faces, small_h, small_w, closed=True)
     outline = outline_vertices(uv * raster_scale, sil, max_distance_px=1.5)
     outline = outline[in_view[outline]]  # the mask says nothing beyond the frame
     unseen = np.flatnonzero(~in_view)

@@ -124,6 +124,11 @@ def outline_vertices(vertices_px: np.ndarray, silhouette: np.ndarray, candidates
     candidates: optional (C,) vertex indices to choose from (e.g. front-and-side vertices); all by default.
     Returns sorted unique vertex indices: for every outline pixel of the silhouette, the nearest candidate
     vertex, kept when it lies within ``max_distance_px`` of that pixel.
+
+    Only the candidates in a band around the outline enter the search: a vertex farther than
+    ``max_distance_px`` from every outline pixel can be no kept pixel's nearest (the kept pixels' nearest
+    vertices all lie in the band, and the band's vertices are a subset of all), so the result is the same as
+    searching every vertex, for a tree of the band's few thousand vertices instead of the whole mesh's.
     """
     from scipy.spatial import cKDTree
 
@@ -131,14 +136,37 @@ def outline_vertices(vertices_px: np.ndarray, silhouette: np.ndarray, candidates
 
     sil = silhouette.astype(np.uint8)
     eroded = cv2.erode(sil, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    rows, cols = np.nonzero(sil & (1 - eroded))
-    if rows.size == 0:
+    edge = sil & (1 - eroded)
+    found = cv2.findNonZero(edge)  # (N, 1, 2) int (x, y), or None: ~5x faster than np.nonzero here
+    if found is None:
         return np.zeros(0, np.int64)
-    pixels = np.stack([cols + 0.5, rows + 0.5], 1)
+    pixels = found[:, 0, :].astype(np.float64) + 0.5
     index = np.arange(len(vertices_px)) if candidates is None else np.asarray(candidates)
+    index = index[_near_pixels(vertices_px[index], edge, max_distance_px)]
+    if index.size == 0:
+        return np.zeros(0, np.int64)
     tree = cKDTree(vertices_px[index])
     distance, nearest = tree.query(pixels, k=1)
     return np.unique(index[nearest[distance <= max_distance_px]])
+
+
+def _near_pixels(points_px: np.ndarray, pixels: np.ndarray, distance_px: float) -> np.ndarray:
+    """(N,) bool: which points (N, 2) (x, y, pixels) may lie within ``distance_px`` of a set pixel's centre of
+    ``pixels`` (H, W) uint8 (a superset: the pixels dilated by a square of that radius plus one, so a point's
+    containing pixel is within reach). Points off the image are near when a set pixel is within reach of the
+    border (they could still be nearest to a border pixel)."""
+    import cv2
+
+    reach = int(np.ceil(distance_px)) + 1
+    height, width = pixels.shape
+    band = cv2.dilate(pixels, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    band = np.pad(band, reach, mode="edge")  # points up to ``reach`` beyond the image read its border
+    cols = np.floor(points_px[:, 0]).astype(np.int64) + reach
+    rows = np.floor(points_px[:, 1]).astype(np.int64) + reach
+    inside = (cols >= 0) & (cols < width + 2 * reach) & (rows >= 0) & (rows < height + 2 * reach)
+    near = np.zeros(len(points_px), bool)
+    near[inside] = band[rows[inside], cols[inside]] > 0
+    return near
 
 
 def mask_outline(mask: np.ndarray, include_image_border: bool = False) -> np.ndarray:

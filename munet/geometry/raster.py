@@ -301,14 +301,23 @@ def _check(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) 
     return vertices_px, faces.astype(np.int64)
 
 
-def rasterize_silhouette(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) -> np.ndarray:
+def rasterize_silhouette(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int,
+                         closed: bool = False) -> np.ndarray:
     """The binary silhouette of a triangle mesh (``rasterize`` on one mesh).
 
     vertices_px: (V, 2) float, pixel coordinates (x right, y down, corner convention).
-    faces: (F, 3) int vertex indices (any winding).
+    faces: (F, 3) int vertex indices (any winding). closed: the mesh is closed and consistently wound (the
+    body models' meshes and the clothed surface built on them): then only the faces of one projected
+    orientation are drawn, about half, for the same silhouette. Along any line of sight through a closed
+    surface the crossings alternate in orientation (in, out), so each orientation's faces cover every pixel
+    the mesh covers.
     Returns (height, width) bool, True where a pixel centre lies in some triangle.
     """
     vertices_px, faces = _check(vertices_px, faces, height, width)
+    if closed:
+        a, b, c = vertices_px[faces[:, 0]], vertices_px[faces[:, 1]], vertices_px[faces[:, 2]]
+        twice_area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+        faces = faces[twice_area > 0]
     with _one_torch_thread():
         spans = _spans(torch.from_numpy(vertices_px)[None], torch.from_numpy(faces), width, height, None, False)
         return _coverage(spans, 1, height, width)[0].numpy()

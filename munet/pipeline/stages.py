@@ -426,7 +426,7 @@ def measure_alignment(fitter: BodyFitter, detected: Detected, refined: Refined,
 
     def iou(vertices: np.ndarray) -> float:
         uv, _ = camera.project(vertices.astype(np.float64))
-        return round(silhouette_iou(rasterize_silhouette(uv, faces, height, width), targets.mask), 4)
+        return round(silhouette_iou(rasterize_silhouette(uv, faces, height, width, closed=True), targets.mask), 4)
 
     landmarks = fitter.regress_landmarks(refined.posed_vertices_m.astype(np.float64))
     model_px, _ = camera.project(landmarks.astype(np.float64))
