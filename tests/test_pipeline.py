@@ -276,3 +276,31 @@ def test_mirrored_lunge_mirrors_the_depth(pipeline):
     assert depth[_joint(reconstruction, "right_knee")] > depth[_joint(reconstruction, "left_knee")]
     assert depth[_joint(reconstruction, "right_ankle")] > depth[_joint(reconstruction, "left_ankle")] + 0.15
     assert reconstruction.report.depth.final.torso_faces == "away from the camera"
+
+
+def test_a_second_refinement_thread_changes_the_speed_not_the_result(pipeline, monkeypatch):
+    """The refinement may use a second core: the reconstruction is the same either way, and a busy
+    machine (no idle core, or no load figure at all) keeps it on one thread."""
+    from munet.pipeline import runner
+
+    options = ReconstructOptions(texture=False, clothed=False)
+    results = {}
+    try:
+        for threads in (1, 2):
+            pipeline.refine_threads = threads
+            results[threads] = pipeline.reconstruct(real_photo("lunge.jpg"), options)
+    finally:
+        pipeline.refine_threads = "auto"
+    assert np.allclose(results[1].body.posed_vertices_m, results[2].body.posed_vertices_m, rtol=0.0, atol=1e-6)
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # this process alone
+    assert runner.refine_thread_count() == 2
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (2.3, 2.0, 2.0))  # another job on the cores
+    assert runner.refine_thread_count() == 1
+
+    def unavailable():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(runner.os, "getloadavg", unavailable)
+    assert runner.refine_thread_count() == 1

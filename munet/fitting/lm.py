@@ -28,7 +28,7 @@ def residuals_and_jacobian(residual_fn: ResidualFn, x: torch.Tensor, owner: torc
     shifted = (x[:, None, :] + steps[None]).reshape(batch * params, params)
     out = residual_fn(torch.cat([x, shifted]), torch.cat([owner, owner.repeat_interleave(params)]))
     r = out[:batch]
-    return r, ((out[batch:].reshape(batch, params, -1) - r[:, None, :]) / eps).transpose(1, 2)
+    return r, (out[batch:].reshape(batch, params, -1) - r[:, None, :]).div_(eps).transpose(1, 2)  # in place: no new buffer
 
 
 def levenberg_marquardt(residual_fn: ResidualFn, x0: torch.Tensor, iterations: int, eps: float = 1e-6,
