@@ -5,6 +5,7 @@ are shared by the whole module (the suite runs on 2 cores)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 
@@ -280,7 +281,7 @@ def test_mirrored_lunge_mirrors_the_depth(pipeline):
 
 def test_a_second_refinement_thread_changes_the_speed_not_the_result(pipeline, monkeypatch):
     """The refinement may use a second core: the reconstruction is the same either way, and a busy
-    machine (no idle core, or no load figure at all) keeps it on one thread."""
+    2-core machine keeps it on one thread unless its other core is idle."""
     from munet.pipeline import runner
 
     options = ReconstructOptions(texture=False, clothed=False)
@@ -293,14 +294,19 @@ def test_a_second_refinement_thread_changes_the_speed_not_the_result(pipeline, m
         pipeline.refine_threads = "auto"
     assert np.allclose(results[1].body.posed_vertices_m, results[2].body.posed_vertices_m, rtol=0.0, atol=1e-6)
 
+    if sys.platform.startswith("linux"):  # the idle time is read from /proc/stat
+        assert runner.idle_cpu_seconds() > 0.0
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(runner.os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # this process alone
-    assert runner.refine_thread_count() == 2
-    monkeypatch.setattr(runner.os, "getloadavg", lambda: (2.3, 2.0, 2.0))  # another job on the cores
-    assert runner.refine_thread_count() == 1
-
-    def unavailable():
-        raise OSError("no load average here")
-
-    monkeypatch.setattr(runner.os, "getloadavg", unavailable)
-    assert runner.refine_thread_count() == 1
+    monkeypatch.setattr(runner.time, "process_time", lambda: 10.3)  # this process: one core for 0.3 s
+    idle = {"now": 100.0}
+    monkeypatch.setattr(runner, "idle_cpu_seconds", lambda: idle["now"])
+    idle["now"] = 100.0 + 0.9 * 0.3  # the other core idle: a second thread
+    assert runner.refine_thread_count(100.0, 10.0, 0.3) == 2
+    idle["now"] = 100.0 + 0.1 * 0.3  # another job on it: one
+    assert runner.refine_thread_count(100.0, 10.0, 0.3) == 1
+    monkeypatch.setattr(runner.time, "process_time", lambda: 10.55)  # our own detector's threads on it: two
+    assert runner.refine_thread_count(100.0, 10.0, 0.3) == 2
+    monkeypatch.setattr(runner, "idle_cpu_seconds", lambda: None)  # unknown: only many-core machines
+    assert runner.refine_thread_count(None, 10.0, 0.3) == 1
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    assert runner.refine_thread_count(None, 10.0, 0.3) == 2

@@ -47,21 +47,41 @@ def _torch_threads(count: int | None):
         torch.set_num_threads(previous)
 
 
-def refine_thread_count() -> int:
-    """Torch threads for the ``refine`` stage: 2 when a second core is idle, else 1.
+def idle_cpu_seconds() -> float | None:
+    """Seconds all CPUs have spent idle since boot (``/proc/stat``: Linux), or None where unknown."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            fields = stat.readline().split()
+        return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def refine_thread_count(idle_since_s: float | None, cpu_since_s: float, elapsed_s: float) -> int:
+    """Torch threads for the ``refine`` stage: 2 while a core is free for a second thread, else 1.
 
     The refinement's Jacobians (~77 parameter rows x ~3,000 residuals, float64) are the pipeline's only
-    tensor work large enough to split across threads: on an idle 2-core machine a second thread took its
-    median from 340 to 304 ms (lunge.jpg, 30 interleaved pairs, faster in 77 % of them; the results are
-    the same). On busy cores OpenMP's threads wait on each other (several times slower), so a second thread
-    is used only while the load average leaves a core free (this process's own thread included; unknown,
-    as on Windows: one thread)."""
+    tensor work large enough to split across threads: on an idle 2-core machine a second thread took the
+    stage's median from 472 to 391 ms (lunge.jpg, 20 interleaved runs, faster in 95 % of them; the results
+    are the same). On busy cores OpenMP's threads wait on each other (several times slower), so the second
+    thread is used only if other processes left at least ``IDLE_CORE_SHARE`` of a core beyond this
+    process's own thread since the reconstruction began: ``idle_since_s`` (``idle_cpu_seconds()`` then) and
+    ``cpu_since_s`` (this process's ``time.process_time()`` then; its detector's threads count as its own),
+    ``elapsed_s`` the wall time since. Where the idle time is unknown (not Linux), machines with 4 or more
+    cores are taken to have one to spare."""
     cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
+    if cores < 2:
         return 1
-    return 2 if cores >= 2 and load < cores - 0.5 else 1
+    idle_now = idle_cpu_seconds()
+    if idle_since_s is None or idle_now is None or elapsed_s <= 0.05:
+        return 2 if cores >= 4 else 1
+    busy = cores * elapsed_s - (idle_now - idle_since_s)
+    others = max(0.0, busy - (time.process_time() - cpu_since_s)) / elapsed_s  # cores other processes used
+    return 2 if cores - 1 - others >= IDLE_CORE_SHARE else 1
+
+
+IDLE_CORE_SHARE = 0.7
+"""Cores left free by other processes (beyond this process's one) for ``refine_thread_count``'s second thread."""
 
 
 class _StageClock:
@@ -72,6 +92,8 @@ class _StageClock:
         self.cancel = cancel
         self.timings_ms: dict[str, float] = {}
         self.started = time.perf_counter()
+        self.idle_at_start_s = idle_cpu_seconds()  # for ``refine_thread_count``
+        self.cpu_at_start_s = time.process_time()
         self._current: str | None = None
         self._t0 = 0.0
 
@@ -103,7 +125,7 @@ class Pipeline:
     body_model: the model loaded up front (others load on first use). initialiser: where fits start
     (default: ``munet.fitting.keypoint_init.default_initialiser()``). fit_threads: torch threads during the
     reconstruction (None leaves torch's setting alone). refine_threads: torch threads during the ``refine``
-    stage ("auto": ``refine_thread_count``; None: as ``fit_threads``). explain_depth: when the feet are seen on the floor, also fit
+    stage ("auto": ``refine_thread_count``, 2 while a core is idle; None: as ``fit_threads``). explain_depth: when the feet are seen on the floor, also fit
     the candidates without the floor term (in the ``fit`` batch) so the report can say whether the ground
     plane decided the legs' depth. One reconstruction runs at a time per instance.
     """
@@ -232,7 +254,9 @@ class Pipeline:
         clock.begin("fit")
         fitted = stages.fit(detected, initialised, fitter, self.explain_depth, FIT_ITERATIONS)
         clock.begin("refine")
-        threads = refine_thread_count() if self.refine_threads == "auto" else self.refine_threads
+        threads = self.refine_threads
+        if threads == "auto":
+            threads = refine_thread_count(clock.idle_at_start_s, clock.cpu_at_start_s, time.perf_counter() - clock.started)
         with _torch_threads(threads):
             refined = stages.refine(detected, initialised, fitted, fitter, body, options.refine_iterations)
         clothing = None
