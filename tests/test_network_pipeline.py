@@ -42,6 +42,40 @@ def test_initialiser_predicts_in_the_camera_frame(small_checkpoint):
     assert prediction.landmarks_aligned[0, 2] > prediction.landmarks_aligned[27, 2]
 
 
+def test_flip_averaging_answers_a_mirrored_photo_with_the_mirrored_body(small_checkpoint):
+    """With flip averaging the network's answer is exactly left-right equivariant: the mirror image of a
+    person (mask, keypoints and world keypoints mirrored, left and right relabelled) gets the mirror image
+    of the body, whatever the weights. Without it an untrained network's answer is not."""
+    from munet.detect.landmarks import MIRRORED_LANDMARKS as swap
+    from munet.fitting.network_init import mirrored_vertices
+
+    rng = np.random.default_rng(1)
+    width, height = 640, 480
+    mask = np.zeros((height, width), np.float32)
+    mask[100:400, 250:330] = 1.0
+    mask[150:260, 330:380] = 1.0  # an arm out to one side: the person is not symmetric
+    keypoints = np.stack([rng.uniform(250, 380, 33), rng.uniform(110, 390, 33)], 1).astype(np.float32)
+    world = rng.normal(0.0, 0.3, (33, 3)).astype(np.float32)
+    visibility = rng.uniform(0.3, 1.0, 33).astype(np.float32)
+
+    def detection(mask, keypoints, world, visibility, box):
+        return types.SimpleNamespace(person_box_px=box, image_size=(width, height), mask=mask, keypoints_px=keypoints,
+                                     visibility=visibility, seen=visibility > 0.5, world_keypoints_m=world)
+
+    plain = detection(mask, keypoints, world, visibility, (250.0, 100.0, 380.0, 400.0))
+    mirrored = detection(np.ascontiguousarray(mask[:, ::-1]), keypoints[swap] * [-1, 1] + [width, 0],
+                         world[swap] * [-1, 1, 1], visibility[swap], (width - 380.0, 100.0, width - 250.0, 400.0))
+    camera = dict(focal_px=800.0, principal_px=(width / 2, height / 2))
+
+    def mismatch_mm(initialiser):
+        body = initialiser.predict(plain, **camera).body_cam
+        back = initialiser.predict(mirrored, **camera).body_cam[mirrored_vertices(initialiser.model.hierarchy.levels[-1].template)]
+        return 1000.0 * np.abs(back * [-1, 1, 1] - body).max()
+
+    assert mismatch_mm(NetworkInitialiser(small_checkpoint)) < 0.5
+    assert mismatch_mm(NetworkInitialiser(small_checkpoint, flip_average=False)) > 5.0
+
+
 def test_pipeline_method_network_uses_the_checkpoint(small_checkpoint):
     from munet.pipeline import Pipeline
     from munet.reconstruction import ReconstructOptions

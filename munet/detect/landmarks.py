@@ -60,6 +60,11 @@ NUM_LANDMARKS = len(MEDIAPIPE_LANDMARKS)
 
 _INDEX = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
 
+MIRRORED_LANDMARKS = np.array([_INDEX[name.replace("left", "RIGHT").replace("right", "left").replace("RIGHT", "right")]
+                               for name in MEDIAPIPE_LANDMARKS])
+"""(33,) each landmark's counterpart in the left-right mirror image (left <-> right; the nose is its own):
+``points[MIRRORED_LANDMARKS]`` relabels a mirrored person's landmarks."""
+
 BODY_PARTS: dict[str, tuple[int, ...]] = {
     "head": tuple(range(0, 11)),
     "shoulders": (_INDEX["left_shoulder"], _INDEX["right_shoulder"]),

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from munet.detect.crop import CropParams, crop_params
-from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MEDIAPIPE_WORLD_TO_BLENDER
+from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MEDIAPIPE_WORLD_TO_BLENDER, MIRRORED_LANDMARKS
 from munet.detect.pose import VISIBILITY_THRESHOLD
 from munet.geometry.projection import project_pinhole
 from munet.geometry.raster import rasterize
 
 L = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
 NUM_LANDMARKS = len(MEDIAPIPE_LANDMARKS)
-SWAP = np.array([L[n.replace("left", "RIGHT").replace("right", "left").replace("RIGHT", "right")] for n in MEDIAPIPE_LANDMARKS])
+SWAP = MIRRORED_LANDMARKS  # a whole-body left/right swap of the labels
 ARM_LANDMARKS = tuple(L[f"{s}_{p}"] for s in ("left", "right") for p in ("elbow", "wrist", "pinky", "index", "thumb"))
 LEG_LANDMARKS = tuple(L[f"{s}_{p}"] for s in ("left", "right") for p in ("knee", "ankle", "heel", "foot_index"))
 LIMBS = {

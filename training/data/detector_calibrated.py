@@ -37,11 +37,11 @@ import pathlib
 import cv2
 import numpy as np
 
-from munet.detect.landmarks import MEDIAPIPE_LANDMARKS
+from munet.detect.landmarks import MEDIAPIPE_LANDMARKS, MIRRORED_LANDMARKS
 
 L = {name: i for i, name in enumerate(MEDIAPIPE_LANDMARKS)}
 NUM_LANDMARKS = len(MEDIAPIPE_LANDMARKS)
-SWAP = np.array([L[n.replace("left", "RIGHT").replace("right", "left").replace("RIGHT", "right")] for n in MEDIAPIPE_LANDMARKS])
+SWAP = MIRRORED_LANDMARKS  # a whole-body left/right swap of the labels
 _HAND = ("pinky", "index", "thumb")
 SWAP_GROUPS = {
     "arms": tuple(L[f"left_{p}"] for p in ("elbow", "wrist") + _HAND),
