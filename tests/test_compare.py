@@ -88,6 +88,16 @@ def test_an_ablation_is_recorded_with_its_verdict_or_as_pending(tmp_path):
     assert (tmp_path / "abl" / "detached.safetensors").read_bytes() == b"weights"
     assert meta["ablations"]["runs"]["body_only"]["status"].startswith("pending: 4096 samples")
 
+    # a re-evaluation by later inference code: that report is compared, and its command recorded
+    tied = [{"chamfer_cm": c, "pve_mm": p, "pa_mpjpe_mm": 70.0, "depth_order_acc": 0.9} for c, p in zip(chamfer, pve)]
+    _report(done / "eval" / "later.json", {"network_only": tied})
+    assert ablations.main(["--shipped", str(shipped), "--ablation", f"detached={done}", "--weights", str(weights),
+                           "--out-dir", str(tmp_path / "abl"), "--report", "later.json",
+                           "--report-command", "evaluate {run} again"]) == 0
+    detached = read_metadata(weights)["ablations"]["runs"]["detached"]
+    assert detached["criterion"]["met"] is False and detached["evaluation"]["report"].endswith("later.json")
+    assert detached["commands"][-1] == f"evaluate {done} again"
+
 
 def test_a_later_evaluation_is_recorded_beside_the_shipped_weights_without_touching_them(tmp_path):
     from munet.network.checkpoint import read_metadata

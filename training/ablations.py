@@ -10,6 +10,10 @@ paired verdicts against mutualistic training.
     python -m training.ablations --shipped runs/reproduce --baseline runs/eval/network_only_v2_current.json \\
         --ablation detached=runs/reproduce_detached --ablation body_only=runs/reproduce_body_only
 
+After a change to the inference code (e.g. the network's flip averaging), re-evaluate every side with the
+same code and compare those reports: each ablation's ``--report NAME`` in ``RUN/eval/`` (and the command that
+wrote it, ``--report-command``), the shipped weights' ``--baseline``.
+
 (link ``runs/reproduce/data/train`` and ``data/testset`` into an ablation's ``OUT/data/`` to reuse the shards
 and the test set). Each ablation run that has finished (its ``OUT/checkpoints/munet.safetensors`` and its
 evaluation ``OUT/eval/munet.json`` exist) is copied to ``checkpoints/ablations/NAME.safetensors`` (+ ``.json``)
@@ -45,13 +49,18 @@ def _shown(path: pathlib.Path) -> str:
     return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
-def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, out_dir: pathlib.Path) -> dict:
-    """One ablation's entry (see the module docstring); copies its weights into ``out_dir`` when finished."""
+def record_ablation(name: str, run: pathlib.Path, shipped_report: pathlib.Path, out_dir: pathlib.Path,
+                    report_name: str = "munet.json", report_command: str | None = None) -> dict:
+    """One ablation's entry (see the module docstring); copies its weights into ``out_dir`` when finished.
+    report_name: the evaluation in ``RUN/eval/`` to compare (a re-evaluation made by later inference code,
+    like ``--baseline``'s); report_command: the command that wrote it (``{run}`` stands for RUN)."""
     from training.evaluation import compare
     from training.ship import evaluation_summary
 
-    weights, report = run / "checkpoints" / "munet.safetensors", run / "eval" / "munet.json"
+    weights, report = run / "checkpoints" / "munet.safetensors", run / "eval" / report_name
     entry = {"run": str(run), "commands": _commands(name, run)}
+    if report_command:
+        entry["commands"] = entry["commands"] + [report_command.format(run=run)]
     if not (weights.exists() and report.exists()):
         last = run / "run" / "last.json"
         seen = json.loads(last.read_text())["samples_seen"] if last.exists() else 0
@@ -91,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the report whose network_only is mutualistic training (default: SHIPPED/eval/munet.json; "
                              "give a re-evaluation made with the same code as the ablations')")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=RUN", help="an ablation's reproduce folder")
+    parser.add_argument("--report", default="munet.json",
+                        help="which evaluation in each ablation's RUN/eval/ to compare (default: the reproduce run's own)")
+    parser.add_argument("--report-command", help="the command that wrote --report, recorded with the run ({run}: RUN)")
     parser.add_argument("--weights", type=pathlib.Path, default=REPO / "checkpoints" / "munet.safetensors")
     parser.add_argument("--out-dir", type=pathlib.Path, default=REPO / "checkpoints" / "ablations")
     args = parser.parse_args(argv)
@@ -106,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name or not run:
             parser.error(f"--ablation is NAME=RUN, got {text!r}")
         try:
-            ablations[name] = record_ablation(name, pathlib.Path(run), shipped_report, args.out_dir)
+            ablations[name] = record_ablation(name, pathlib.Path(run), shipped_report, args.out_dir, args.report,
+                                              args.report_command)
         except ValueError as error:
             print(f"error: {name}: {error}", file=sys.stderr)
             return 2
