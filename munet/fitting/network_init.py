@@ -74,12 +74,13 @@ beyond it differ from it by less than their noise, and it keeps lunge.jpg's 2D b
 FLIP_AVERAGE = True
 """Test-time flip averaging: the network also sees the crop mirrored left-right (mask, keypoints and world
 keypoints mirrored, left and right relabelled), and its mirrored answer, mirrored back onto the mesh's
-left-right vertex pairs, is averaged with the plain one (one forward pass, batch 2). On the first 128
-samples of the v2 validation stream (121 detected; paired, +- standard errors; ``python -m
-training.evaluation.compare``): the network alone PVE -2.9 +- 0.8 mm, PA-MPJPE -1.3 +- 0.5 mm, Chamfer
-within its noise, depth order 0.935 -> 0.942, front/back 0.909 -> 0.926; the default pipeline (network +
-refinement) PVE -2.9 +- 0.9 mm, PA-MPJPE -1.5 +- 0.8 mm, Chamfer -0.065 +- 0.033 cm, depth order 0.933 ->
-0.936. The shipped evaluations since 2026-11-29 run with it."""
+left-right vertex pairs, is averaged with the plain one (one forward pass, batch 2; ~26 -> ~43 ms). On the
+first 128 samples of the v2 validation stream (121 detected; paired, +- standard errors; ``python -m
+training.evaluation.compare``): the default pipeline (network + refinement) PVE -2.8 +- 0.9 mm, PA-MPJPE
+-1.5 +- 0.8 mm, Chamfer -0.04 +- 0.03 cm, depth order 0.933 -> 0.936; the network alone (a first version
+averaging in float64) PVE -2.9 +- 0.8 mm, PA-MPJPE -1.3 +- 0.5 mm, Chamfer within its noise, depth order
+0.935 -> 0.942, front/back 0.909 -> 0.926. Confirmed on the test set (README): the default PVE -2.0 +- 0.4
+mm, PA-MPJPE -1.1 +- 0.3 mm, Chamfer -0.067 +- 0.017 cm. The shipped evaluations since 2026-11-29 run with it."""
 
 REFINE_SHAPE_ITERATIONS: int | None = None
 """The refinement after the network frees the shape (within its prior, centred on the network's shape) only
