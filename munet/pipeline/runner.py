@@ -125,9 +125,10 @@ class Pipeline:
     body_model: the model loaded up front (others load on first use). initialiser: where fits start
     (default: ``munet.fitting.keypoint_init.default_initialiser()``). fit_threads: torch threads during the
     reconstruction (None leaves torch's setting alone). refine_threads: torch threads during the ``refine``
-    stage ("auto": ``refine_thread_count``, 2 while a core is idle; None: as ``fit_threads``). explain_depth: when the feet are seen on the floor, also fit
-    the candidates without the floor term (in the ``fit`` batch) so the report can say whether the ground
-    plane decided the legs' depth. One reconstruction runs at a time per instance.
+    stage ("auto": ``refine_thread_count``, 2 while a core is idle; None: as ``fit_threads``). explain_depth:
+    when the feet are seen on the floor, also fit the candidates without the floor term (in the ``fit``
+    batch) so the report can say whether the ground plane decided the legs' depth. One reconstruction runs
+    at a time per instance.
     """
 
     def __init__(self, body_model: str = "anny", smpl_dir: str | None = None, initialiser=None,
