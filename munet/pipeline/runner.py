@@ -57,6 +57,10 @@ def idle_cpu_seconds() -> float | None:
         return None
 
 
+IDLE_CORE_SHARE = 0.7
+"""Cores left free by other processes (beyond this process's one) for ``refine_thread_count``'s second thread."""
+
+
 def refine_thread_count(idle_since_s: float | None, cpu_since_s: float, elapsed_s: float) -> int:
     """Torch threads for the ``refine`` stage: 2 while a core is free for a second thread, else 1.
 
@@ -78,10 +82,6 @@ def refine_thread_count(idle_since_s: float | None, cpu_since_s: float, elapsed_
     busy = cores * elapsed_s - (idle_now - idle_since_s)
     others = max(0.0, busy - (time.process_time() - cpu_since_s)) / elapsed_s  # cores other processes used
     return 2 if cores - 1 - others >= IDLE_CORE_SHARE else 1
-
-
-IDLE_CORE_SHARE = 0.7
-"""Cores left free by other processes (beyond this process's one) for ``refine_thread_count``'s second thread."""
 
 
 class _StageClock:
