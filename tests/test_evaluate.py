@@ -53,6 +53,18 @@ def test_depth_order_of_a_mirrored_depth_is_low(joints):
     assert np.isnan(M.depth_order_accuracy(flat, flat)[0]), "no pair is 10 cm apart in depth"
 
 
+def test_depth_order_by_joint_points_at_the_joint_put_at_the_wrong_depth(joints):
+    posed = joints.copy()
+    posed[[4, 7, 10], 2] -= 0.4  # the left leg reaches towards the camera
+    guess = posed.copy()
+    guess[M.J["left_wrist"], 2] += 1.0  # the prediction sends one wrist far behind everything
+    pairs, wrong = M.depth_order_by_joint(guess, posed)
+    accuracy, counted = M.depth_order_accuracy(guess, posed)
+    assert pairs.sum() == 2 * counted and wrong.sum() == 2 * round((1 - accuracy) * counted)
+    assert wrong[M.J["left_wrist"]] == wrong.sum() / 2 > 0, "every wrong pair has the wrist in it"
+    assert wrong[M.J["right_wrist"]] <= 1
+
+
 def test_facing_accuracy(joints):
     centre = joints[0]
     turned = (joints - centre) @ _rotation("y", 180).T + centre  # seen from behind: vertical axis = camera y
@@ -137,6 +149,9 @@ def test_harness_oracle_is_perfect_and_floor_is_not(tiny_set):
     assert floor["iou_clothed"]["mean"] < 0.9
     text = harness.table(summary)
     assert "oracle (reference, uses truth)" in text and "PA-MPJPE mm" in text
+    by_joint = summary["oracle"]["all"]["depth_order_by_joint"]
+    assert len(by_joint) == 24 and all(v == 1.0 for v in by_joint.values() if v == v)
+    assert "| left_ankle |" in harness.depth_order_table(summary)
 
 
 def test_people_off_the_floor_are_their_own_subset():

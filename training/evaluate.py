@@ -70,6 +70,7 @@ def evaluate_synthetic(root: pathlib.Path, specs: list[str], limit: int | None, 
         "table_partial_view": harness.table(summary, "partial_view"),
         "table_off_floor": harness.table(summary, "off_floor"),
         "table_stages_ms": harness.stage_table(summary),
+        "table_depth_order_by_joint": harness.depth_order_table(summary),
         "wall_s": round(time.perf_counter() - started, 1),
         "cpus": os.cpu_count(),
         "records": records,
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("median time per stage (ms):")
         print(report["synthetic"]["table_stages_ms"])
+        print()
+        print("depth order by joint (pairs each joint takes part in, worst first):")
+        print(report["synthetic"]["table_depth_order_by_joint"])
     if args.real_photos is not None:
         from training.evaluation.realphotos import check_photos
 

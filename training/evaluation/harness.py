@@ -90,6 +90,8 @@ class Scorer:
         out["iou_body"] = M.iou(masks[1], np.asarray(true_body_mask, bool))
         order, pairs = M.depth_order_accuracy(pj, true_joints)
         out["depth_order_acc"] = order
+        pairs_by_joint, wrong_by_joint = M.depth_order_by_joint(pj, true_joints)
+        out["depth_pairs_by_joint"], out["depth_wrong_by_joint"] = pairs_by_joint.tolist(), wrong_by_joint.tolist()
         yaw_error, same_side = M.facing_error_deg(pj, true_joints)
         out["facing_error_deg"] = yaw_error
         out["facing_acc"] = float(yaw_error < M.FACING_TOLERANCE_DEG)
@@ -211,9 +213,34 @@ def aggregate(records: list[dict], method_names: list[str]) -> dict:
                 "detection_rate": 1.0 - missed / len(chosen) if chosen else float("nan"),
                 "metrics": metrics,
                 "stages_ms_median": {s: float(np.median([m["stages_ms"][s] for m in ok if s in m["stages_ms"]])) for s in stages},
+                "depth_order_by_joint": _depth_order_by_joint(ok),
             }
         out[name] = per_subset
     return out
+
+
+def _depth_order_by_joint(scores: list[dict]) -> dict[str, float]:
+    """Per smpl24 joint, the depth order's accuracy over the counted pairs it takes part in, pooled over the
+    samples (``metrics.depth_order_by_joint``); empty for reports without the per-joint counts."""
+    rows = [m for m in scores if "depth_pairs_by_joint" in m]
+    if not rows:
+        return {}
+    pairs = np.sum([m["depth_pairs_by_joint"] for m in rows], axis=0)
+    wrong = np.sum([m["depth_wrong_by_joint"] for m in rows], axis=0)
+    return {name: float(1.0 - wrong[i] / pairs[i]) if pairs[i] else float("nan") for name, i in M.J.items()}
+
+
+def depth_order_table(summary: dict, subset: str = "all") -> str:
+    """A markdown table: per joint (rows, worst first by the first method), each method's depth-order
+    accuracy over the pairs that joint takes part in."""
+    names = [n for n in summary if summary[n][subset].get("depth_order_by_joint")]
+    if not names:
+        return ""
+    first = summary[names[0]][subset]["depth_order_by_joint"]
+    lines = ["| joint | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for joint in sorted(first, key=lambda j: first[j]):
+        lines.append(f"| {joint} | " + " | ".join(f"{summary[n][subset]['depth_order_by_joint'][joint]:.3f}" for n in names) + " |")
+    return "\n".join(lines)
 
 
 def stage_table(summary: dict, subset: str = "all") -> str:

@@ -218,17 +218,37 @@ def surface_metrics(pred_vertices: np.ndarray, true_vertices: np.ndarray, faces:
 # ---- depth and facing ---------------------------------------------------------------------------
 
 
+def _depth_ordered_pairs(pred_joints: np.ndarray, true_joints: np.ndarray, min_gap_m: float):
+    """Every joint pair (i < j) whose true depths (camera z) differ by more than ``min_gap_m``: (P,) int
+    indices i and j, and (P,) bool whether the prediction orders that pair the same way."""
+    i, j = np.triu_indices(len(true_joints), 1)
+    true_gap = true_joints[i, 2] - true_joints[j, 2]
+    counted = np.abs(true_gap) > min_gap_m
+    pred_gap = pred_joints[i, 2] - pred_joints[j, 2]
+    return i[counted], j[counted], np.sign(pred_gap[counted]) == np.sign(true_gap[counted])
+
+
 def depth_order_accuracy(pred_joints: np.ndarray, true_joints: np.ndarray, min_gap_m: float = DEPTH_ORDER_MIN_GAP_M) -> tuple[float, int]:
     """Fraction of joint pairs, among those whose true depths (camera z) differ by more than
     ``min_gap_m``, whose predicted depth order matches; and how many such pairs there were (NaN, 0
     when none)."""
-    i, j = np.triu_indices(len(true_joints), 1)
-    true_gap = true_joints[i, 2] - true_joints[j, 2]
-    counted = np.abs(true_gap) > min_gap_m
-    if not counted.any():
+    _, _, correct = _depth_ordered_pairs(pred_joints, true_joints, min_gap_m)
+    if not len(correct):
         return float("nan"), 0
-    pred_gap = pred_joints[i, 2] - pred_joints[j, 2]
-    return float((np.sign(pred_gap[counted]) == np.sign(true_gap[counted])).mean()), int(counted.sum())
+    return float(correct.mean()), int(len(correct))
+
+
+def depth_order_by_joint(pred_joints: np.ndarray, true_joints: np.ndarray,
+                         min_gap_m: float = DEPTH_ORDER_MIN_GAP_M) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``depth_order_accuracy`` goes wrong: per joint, (J,) int how many of its counted pairs there
+    are and (J,) int how many of them the prediction orders wrongly (a pair counts for both its joints)."""
+    i, j, correct = _depth_ordered_pairs(pred_joints, true_joints, min_gap_m)
+    pairs, wrong = np.zeros(len(true_joints), np.int64), np.zeros(len(true_joints), np.int64)
+    np.add.at(pairs, i, 1)
+    np.add.at(pairs, j, 1)
+    np.add.at(wrong, i[~correct], 1)
+    np.add.at(wrong, j[~correct], 1)
+    return pairs, wrong
 
 
 def forward_direction(joints: np.ndarray) -> np.ndarray:
