@@ -41,12 +41,12 @@ def validation_sample(tmp_path_factory):
 
 @pytest.mark.slow
 def test_refinement_keeps_the_networks_relative_depth_and_improves_2d(validation_sample):
-    """On each sample every seen landmark's depth relative to the hips stays within 4 cm on average (12 cm at
-    most) of the network's (legs standing on the floor aside: the floor observes them), the clothed
-    silhouette fits better, and the mean 2D keypoint error is lower."""
+    """On each sample every seen landmark's depth relative to the hips, the legs' included, stays within 4 cm
+    of the network's on average; and within 12 cm each where the network already put it in the right place
+    in the photo (within 5 % of the person's height of the detection: the anchor yields beyond 7 cm only to
+    the photo's 2D, ``network_init.ANCHOR_SCALE_CM``). The clothed silhouette fits better, and the mean 2D
+    keypoint error is lower."""
     from munet.body.keypoints import MediaPipeRegressor
-    from munet.fitting.landmarks import LM
-    from munet.fitting.targets import foot_contact
     from munet.fitting.network_init import default_checkpoint
     from training.evaluation.harness import Scorer
     from training.evaluation.methods import inputs_of, make_method
@@ -60,18 +60,29 @@ def test_refinement_keeps_the_networks_relative_depth_and_improves_2d(validation
         inputs = inputs_of(sample)
         network, refined = network_only.predict(inputs), default.predict(inputs)
         seen = np.asarray(sample["seen"], bool)
-        # a leg whose foot the floor observes may move in depth (the floor, 2D knee and bone lengths place it)
-        contact = foot_contact(np.asarray(sample["world_keypoints_m"]), seen)
-        for side in (side for side, touching in contact.items() if touching):
-            seen[[LM[f"{side}_{part}"] for part in ("knee", "ankle", "heel", "foot_index")]] = False
         gap = np.abs(_relative_depths(regressor, refined.body_vertices_cam)
-                     - _relative_depths(regressor, network.body_vertices_cam))[seen]  # fmt: skip
-        assert gap.mean() < 0.04 and gap.max() < 0.12, (index, gap)
+                     - _relative_depths(regressor, network.body_vertices_cam))  # fmt: skip
+        placed = _photo_error_fraction(regressor, network, sample) < 0.05
+        assert gap[seen].mean() < 0.04 and gap[seen & placed].max() < 0.12, (index, gap, placed)
         before, after = scorer.score(sample, network, index), scorer.score(sample, refined, index)
         assert after["iou_clothed"] > before["iou_clothed"] + 0.05, index
         errors_2d.append((before["kp2d_px"], after["kp2d_px"]))
     before_2d, after_2d = np.mean(errors_2d, axis=0)
     assert after_2d < before_2d, errors_2d
+
+
+def _photo_error_fraction(regressor, prediction, sample: dict) -> np.ndarray:
+    """(33,) each landmark of a prediction's body, projected with its intrinsics, its distance from the
+    detector's keypoint as a fraction of the person's height in the photo."""
+    import torch
+
+    with torch.no_grad():
+        landmarks = regressor(torch.from_numpy(prediction.body_vertices_cam)[None].float())[0].double().numpy()
+    K = np.asarray(prediction.K_px if prediction.K_px is not None else sample["K"], np.float64)
+    projected = landmarks @ K.T
+    detected = np.asarray(sample["keypoints_px"], np.float64)[:, :2]
+    height_px = np.ptp(np.asarray(sample["gt_keypoints_px"], np.float64)[:, 1])
+    return np.linalg.norm(projected[:, :2] / projected[:, 2:] - detected, axis=1) / height_px
 
 
 def test_protocol_v2_focal_is_exif_with_an_error_for_half_and_estimated_otherwise():

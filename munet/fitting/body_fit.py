@@ -34,7 +34,7 @@ import torch
 from munet.body.base import BodyModel
 from munet.body.skeleton import SMPL24_INDEX as JOINT
 from munet.fitting import camera as cam
-from munet.fitting.landmarks import BONE_FROM, BONE_TO, FEET, LM, bone_weights, extend_with_midpoints
+from munet.fitting.landmarks import BONE_FROM, BONE_TO, bone_weights, extend_with_midpoints
 from munet.fitting.lm import levenberg_marquardt
 from munet.fitting.pose import (
     POSE_SIZE,
@@ -280,23 +280,14 @@ class BodyFitter:
         """The point sets ``evaluate`` poses, in order: landmarks, soles, [extra], [anchor]."""
         return [self.landmark_points, self.sole_points] + [p for p in (extra, anchor) if p is not None]
 
-    def depth_anchor(self, vertices_cam: np.ndarray, count: int = ANCHOR_VERTICES,
-                     feet_on_floor: tuple[str, ...] = ()) -> DepthAnchor:
+    def depth_anchor(self, vertices_cam: np.ndarray, count: int = ANCHOR_VERTICES) -> DepthAnchor:
         """The anchor holding a body's relative depths: (V, 3) full-mesh vertices in the OpenCV camera frame
-        -> its landmarks and ``count`` evenly drawn vertices, relative to its hips. feet_on_floor: sides
-        ("left", "right") whose foot the floor observes: its contact row fixes the foot's depth, and with the
-        hip landmark held, the knee's 2D position and the bone lengths then fix the knee's (the hinge limit picks
-        the flexion side), so that leg (thigh, knee, shin, foot) is left to the photo."""
+        -> its landmarks and ``count`` evenly drawn vertices, relative to its hips, each weighted 1."""
         index = np.sort(np.random.default_rng(0).choice(len(vertices_cam), count, replace=False))
         points = np.concatenate([self.regress_landmarks(vertices_cam.astype(np.float64)), vertices_cam[index]])
         target = relative_to_hips(torch.from_numpy(points.astype(np.float64)).to(DTYPE))
-        weight = np.ones(len(points))
-        dense = self.body.dense_weights.detach().cpu().numpy()
-        for side in feet_on_floor:
-            weight[[LM[name] for name in (f"{side}_knee",) + FEET[side]]] = 0.0
-            leg = [JOINT[f"{side}_hip"], JOINT[f"{side}_knee"], JOINT[f"{side}_ankle"], JOINT[f"{side}_foot"]]
-            weight[len(LM):] *= 1.0 - np.clip(dense[index][:, leg].sum(1), 0.0, 1.0)
-        return DepthAnchor(self.subset.vertices(torch.from_numpy(index)), target, torch.from_numpy(weight).to(DTYPE))
+        weight = torch.ones(len(points), dtype=DTYPE)
+        return DepthAnchor(self.subset.vertices(torch.from_numpy(index)), target, weight)
 
     def shape_prior(self, targets: FitTargets) -> torch.Tensor:
         """(1, S) the centre of the shape prior (where fits start): ``targets.shape_prior`` when given,
