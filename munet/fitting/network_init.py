@@ -1,8 +1,8 @@
 """The network as the fit's initialiser (``munet.fitting.keypoint_init.Initialiser``) and its 3D anchor.
 
 MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints) and its 3D
-keypoints, and from the crop's mirror image in the same batch, the two answers averaged (``FLIP_AVERAGE``). The body's 33 MediaPipe landmarks (regressed from the predicted vertices) then replace
-MediaPipe's world keypoints in the fit targets: the fit starts from the network's 3D bone directions (one
+keypoints, and from the crop's mirror image in the same batch, the two answers averaged (``FLIP_AVERAGE``).
+The body's 33 MediaPipe landmarks (regressed from the predicted vertices) then replace MediaPipe's world keypoints in the fit targets: the fit starts from the network's 3D bone directions (one
 candidate, no leg-depth flips: the network decides depth) and from the shape of the network's body (the
 body-model fit, ``munet.body.vertex_fit.fit_shape``, which also centres the fit's shape prior), and the
 pipeline's test-time refinement holds every landmark's and a spread of vertices' depth relative to the hips
