@@ -2,14 +2,15 @@
 
 MuNet predicts the body and the clothed surface from the detection's crop (mask + keypoints) and its 3D
 keypoints, and from the crop's mirror image in the same batch, the two answers averaged (``FLIP_AVERAGE``).
-The body's 33 MediaPipe landmarks (regressed from the predicted vertices) then replace MediaPipe's world keypoints in the fit targets: the fit starts from the network's 3D bone directions (one
-candidate, no leg-depth flips: the network decides depth) and from the shape of the network's body (the
-body-model fit, ``munet.body.vertex_fit.fit_shape``, which also centres the fit's shape prior), and the
-pipeline's test-time refinement holds every landmark's and a spread of vertices' depth relative to the hips
-near the network's body (``body_fit.DepthAnchor``, ``refine_weights``), so the 2D keypoint and silhouette
-terms move what the photo shows and cannot undo the network's depth (DESIGN.md §7). The limbs the photo does
-not show keep the network's pose (no pull towards a standing pose, unlike the fitting-only pipeline). The
-clothed stage's offsets seed the pipeline's clothing fit.
+The body's 33 MediaPipe landmarks (regressed from the predicted vertices) then replace MediaPipe's world
+keypoints in the fit targets: the fit starts from the network's 3D bone directions (one candidate, no
+leg-depth flips: the network decides depth) and from the shape of the network's body (the body-model fit,
+``munet.body.vertex_fit.fit_shape``, which also centres the fit's shape prior), and the pipeline's test-time
+refinement holds every landmark's and a spread of vertices' depth relative to the hips near the network's body
+(``body_fit.DepthAnchor``, ``refine_weights``), so the 2D keypoint and silhouette terms move what the photo
+shows and cannot undo the network's depth (DESIGN.md §7). The limbs the photo does not show keep the network's
+pose (no pull towards a standing pose, unlike the fitting-only pipeline). The clothed stage's offsets seed the
+pipeline's clothing fit.
 """
 
 from __future__ import annotations
